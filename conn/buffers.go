@@ -1,0 +1,59 @@
+package conn
+
+import "sync"
+
+// Size-class pools of *[]byte for request copies, compression scratch and
+// reassembly. A buffer from getBuf has len 0 and cap of its class; putBuf
+// takes back only buffers whose cap is exactly a class.
+var bufClasses = [...]int{1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20}
+
+var bufPools [len(bufClasses)]sync.Pool
+
+func classOf(n int) int {
+	for i, c := range bufClasses {
+		if n <= c {
+			return i
+		}
+	}
+	return -1
+}
+
+func getBuf(n int) *[]byte {
+	i := classOf(n)
+	if i < 0 {
+		b := make([]byte, 0, n)
+		return &b
+	}
+	if v := bufPools[i].Get(); v != nil {
+		b := v.(*[]byte)
+		*b = (*b)[:0]
+		return b
+	}
+	b := make([]byte, 0, bufClasses[i])
+	return &b
+}
+
+func putBuf(b *[]byte) {
+	i := classOf(cap(*b))
+	if i >= 0 && bufClasses[i] == cap(*b) {
+		bufPools[i].Put(b)
+	}
+}
+
+// Read buffers hold received plaintext between socket events; a connection
+// holds one only while a partial frame is waiting.
+func getReadBuf(n int) *[]byte {
+	if n <= chunkSize {
+		b := chunkPool.Get().(*[]byte)
+		*b = (*b)[:cap(*b)]
+		return b
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+func putReadBuf(b *[]byte) {
+	if cap(*b) == chunkSize {
+		chunkPool.Put(b)
+	}
+}

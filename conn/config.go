@@ -1,0 +1,218 @@
+package conn
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/hawser-rpc/hawser/codec"
+)
+
+// Config configures one side of a connection. The zero value of every field
+// but TLS (or InsecurePlaintext) and ClusterKey means its default.
+type Config struct {
+	// TLS configures TLS. The dialer needs at least InsecureSkipVerify or a
+	// ServerName; the acceptor needs Certificates. MinVersion below TLS 1.2
+	// is raised to 1.2; the default maximum is TLS 1.3. ClientTLS and
+	// ServerTLS build the usual configurations.
+	TLS *tls.Config
+
+	// InsecurePlaintext runs the protocol without TLS. The cluster-key proof
+	// still authenticates the peer, but nothing is encrypted and a
+	// man in the middle can read and relay traffic. For tests and
+	// benchmarks on trusted networks only.
+	InsecurePlaintext bool
+
+	// ClusterKey is the cluster's shared secret; each side proves it holds
+	// it. Required, at least 16 bytes.
+	ClusterKey []byte
+
+	// NodeID and AppVersion identify this side to the peer (at most 255
+	// bytes each).
+	NodeID     string
+	AppVersion string
+
+	// Timeout bounds connect + TLS + authentication (rpc-timeout).
+	// Default 1s.
+	Timeout time.Duration
+
+	// InactivityTimeout closes a connection with no calls or streams in
+	// flight and no call traffic for this long (rpc-inactivity-timeout).
+	// Default 300s; negative disables.
+	InactivityTimeout time.Duration
+
+	// KeepaliveInterval is how long the connection may be silent before a
+	// PING is sent; KeepaliveTimeout is how long to wait for any frame after
+	// it before the connection is declared dead. Defaults 10s and 5s;
+	// a negative interval disables keepalive.
+	KeepaliveInterval time.Duration
+	KeepaliveTimeout  time.Duration
+
+	// MaxFrameSize is the largest frame body accepted (announced to the
+	// peer). Default codec.DefaultMaxFrameSize, range 16 KiB to 16 MiB.
+	MaxFrameSize uint32
+
+	// MaxMessageSize is the largest reassembled message accepted (announced).
+	// Default codec.DefaultMaxMessageSize (16 MiB).
+	MaxMessageSize uint32
+
+	// StreamWindow is the receive window per stream, in bytes: how much a
+	// stream's sender may have in flight before the consumer reads it.
+	// Default 256 KiB, minimum 4 KiB.
+	StreamWindow uint32
+
+	// MaxCalls and MaxStreams bound the calls and streams a peer may have in
+	// flight on one accepted connection (announced in HELLO_ACK). Defaults
+	// 1024 and 256. Ignored when dialing.
+	MaxCalls   uint32
+	MaxStreams uint32
+
+	// WriteHighWater bounds the bytes queued for sending on a connection:
+	// a caller that would exceed it waits (push back) instead of growing the
+	// queue. Default 1 MiB, minimum 256 KiB. Urgent and control frames are
+	// never held back.
+	WriteHighWater int
+
+	// Compression announces s2 payload compression; it is used when both
+	// sides announce it, for payloads of at least CompressThreshold bytes
+	// (default 1 KiB) that compress smaller.
+	Compression       bool
+	CompressThreshold int
+
+	// Logger receives connection-level events (protocol violations,
+	// authentication failures). Default: discard.
+	Logger *slog.Logger
+
+	// OnError, if set, is called with every error that closes a connection
+	// (a protocol violation, a failed handshake, a keepalive timeout).
+	// It must not block.
+	OnError func(remote string, err error)
+
+	// Router serves calls on accepted connections. Required by Accept.
+	Router Router
+
+	authKey []byte // derived from ClusterKey by resolved
+}
+
+// Defaults (see Config).
+const (
+	DefaultTimeout           = time.Second
+	DefaultInactivityTimeout = 300 * time.Second
+	DefaultKeepaliveInterval = 10 * time.Second
+	DefaultKeepaliveTimeout  = 5 * time.Second
+	DefaultStreamWindow      = 256 << 10
+	DefaultMaxCalls          = 1024
+	DefaultMaxStreams        = 256
+	DefaultWriteHighWater    = 1 << 20
+	minWriteHighWater        = 256 << 10
+	minClusterKey            = 16
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("conn: invalid configuration")
+
+// resolved returns a copy of c with defaults applied, or an error.
+func (c *Config) resolved(dialing bool) (*Config, error) {
+	r := *c
+	if dialing {
+		r.Router = nil
+	}
+	if len(r.ClusterKey) < minClusterKey {
+		return nil, fmt.Errorf("%w: cluster key must be at least %d bytes", ErrConfig, minClusterKey)
+	}
+	if !r.InsecurePlaintext {
+		if r.TLS == nil {
+			return nil, fmt.Errorf("%w: TLS is required (or set InsecurePlaintext)", ErrConfig)
+		}
+		t := r.TLS.Clone()
+		if t.MinVersion < tls.VersionTLS12 {
+			t.MinVersion = tls.VersionTLS12
+		}
+		// Full-size records from the first byte: hawser batches frames and
+		// never benefits from small initial records.
+		t.DynamicRecordSizingDisabled = true
+		if !dialing && len(t.Certificates) == 0 && t.GetCertificate == nil {
+			return nil, fmt.Errorf("%w: an accepting side needs a TLS certificate", ErrConfig)
+		}
+		r.TLS = t
+	}
+	if len(r.NodeID) > 255 || len(r.AppVersion) > 255 {
+		return nil, fmt.Errorf("%w: NodeID and AppVersion are limited to 255 bytes", ErrConfig)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&r.Timeout, DefaultTimeout)
+	def(&r.InactivityTimeout, DefaultInactivityTimeout)
+	def(&r.KeepaliveInterval, DefaultKeepaliveInterval)
+	def(&r.KeepaliveTimeout, DefaultKeepaliveTimeout)
+	if r.MaxFrameSize == 0 {
+		r.MaxFrameSize = codec.DefaultMaxFrameSize
+	}
+	if r.MaxFrameSize < codec.MinMaxFrameSize || r.MaxFrameSize > codec.HardMaxFrameSize {
+		return nil, fmt.Errorf("%w: MaxFrameSize %d outside [%d, %d]", ErrConfig, r.MaxFrameSize, codec.MinMaxFrameSize, codec.HardMaxFrameSize)
+	}
+	if r.MaxMessageSize == 0 {
+		r.MaxMessageSize = codec.DefaultMaxMessageSize
+	}
+	if r.MaxMessageSize < codec.MinMaxFrameSize {
+		return nil, fmt.Errorf("%w: MaxMessageSize %d below %d", ErrConfig, r.MaxMessageSize, codec.MinMaxFrameSize)
+	}
+	if r.StreamWindow == 0 {
+		r.StreamWindow = DefaultStreamWindow
+	}
+	if r.StreamWindow < codec.MinStreamWindow {
+		return nil, fmt.Errorf("%w: StreamWindow %d below %d", ErrConfig, r.StreamWindow, codec.MinStreamWindow)
+	}
+	if r.MaxCalls == 0 {
+		r.MaxCalls = DefaultMaxCalls
+	}
+	if r.MaxStreams == 0 {
+		r.MaxStreams = DefaultMaxStreams
+	}
+	if r.WriteHighWater == 0 {
+		r.WriteHighWater = DefaultWriteHighWater
+	}
+	r.WriteHighWater = max(r.WriteHighWater, minWriteHighWater)
+	if r.CompressThreshold <= 0 {
+		r.CompressThreshold = codec.DefaultCompressThreshold
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r.authKey = authKey(r.ClusterKey)
+	if !dialing && r.Router == nil {
+		return nil, fmt.Errorf("%w: an accepting side needs a Router", ErrConfig)
+	}
+	return &r, nil
+}
+
+// ClientTLS returns the dialer's TLS configuration for rpc-tls-domain: with
+// a domain, the peer's certificate must be valid for it and chain to roots
+// (nil: the system roots); without one, any certificate is accepted and the
+// cluster key alone authenticates the peer.
+func ClientTLS(domain string, roots *x509.CertPool) *tls.Config {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if domain == "" {
+		c.InsecureSkipVerify = true // the cluster-key proof authenticates the peer
+		return c
+	}
+	c.ServerName = domain
+	c.RootCAs = roots
+	return c
+}
+
+// ServerTLS returns an acceptor's TLS configuration for a certificate.
+func ServerTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:             tls.VersionTLS12,
+		Certificates:           []tls.Certificate{cert},
+		SessionTicketsDisabled: true,
+	}
+}

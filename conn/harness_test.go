@@ -1,0 +1,224 @@
+package conn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hawser-rpc/hawser/codec"
+	"github.com/hawser-rpc/hawser/internal/certgen"
+)
+
+var testKey = []byte("0123456789abcdef-cluster-key")
+
+// testRouter serves a fixed set of routes; Submit runs tasks on a bounded
+// set of goroutines.
+type testRouter struct {
+	routes map[uint64]*Route
+	sem    chan struct{}
+	wg     sync.WaitGroup
+}
+
+func newTestRouter() *testRouter {
+	return &testRouter{routes: map[uint64]*Route{}, sem: make(chan struct{}, 512)}
+}
+
+func (r *testRouter) handle(name string, rt *Route) uint64 {
+	id := codec.MethodID(name)
+	r.routes[id] = rt
+	return id
+}
+
+func (r *testRouter) Route(m uint64) *Route { return r.routes[m] }
+
+func (r *testRouter) Methods() []uint64 {
+	out := make([]uint64, 0, len(r.routes))
+	for id := range r.routes {
+		out = append(out, id)
+	}
+	return out
+}
+
+func (r *testRouter) Submit(t Task) bool {
+	select {
+	case r.sem <- struct{}{}:
+	default:
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		t.Run()
+		<-r.sem
+	}()
+	return true
+}
+
+var (
+	certOnce sync.Once
+	certPair *certgen.Pair
+)
+
+func testCert(t testing.TB) tls.Certificate {
+	certOnce.Do(func() {
+		var err error
+		certPair, err = certgen.SelfSigned("localhost", "127.0.0.1")
+		if err != nil {
+			panic(err)
+		}
+	})
+	return certPair.Cert
+}
+
+// testServer accepts hawser connections on loopback.
+type testServer struct {
+	t      testing.TB
+	ln     net.Listener
+	eng    *Engine
+	cfg    *Config
+	router *testRouter
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  []*Conn
+	errs   []error
+	accept chan *Conn
+}
+
+func serverConfig(t testing.TB, r *testRouter) *Config {
+	return &Config{
+		TLS:        ServerTLS(testCert(t)),
+		ClusterKey: testKey,
+		NodeID:     "server",
+		Router:     r,
+	}
+}
+
+func clientConfig() *Config {
+	return &Config{TLS: ClientTLS("", nil), ClusterKey: testKey, NodeID: "client"}
+}
+
+func startServer(t testing.TB, r *testRouter, mod func(*Config)) *testServer {
+	t.Helper()
+	cfg := serverConfig(t, r)
+	if mod != nil {
+		mod(cfg)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := NewEngine(EngineConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &testServer{t: t, ln: ln, eng: eng, cfg: cfg, router: r, accept: make(chan *Conn, 64)}
+	userOnErr := cfg.OnError
+	cfg.OnError = func(remote string, err error) {
+		s.mu.Lock()
+		s.errs = append(s.errs, err)
+		s.mu.Unlock()
+		if userOnErr != nil {
+			userOnErr(remote, err)
+		}
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				c, err := Accept(context.Background(), eng, nc, cfg)
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				if err != nil {
+					s.errs = append(s.errs, err)
+					return
+				}
+				s.conns = append(s.conns, c)
+				select {
+				case s.accept <- c:
+				default:
+				}
+			}()
+		}
+	}()
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *testServer) addr() string { return s.ln.Addr().String() }
+
+func (s *testServer) close() {
+	_ = s.ln.Close()
+	s.wg.Wait()
+	_ = s.eng.Close()
+	s.router.wg.Wait()
+	s.mu.Lock()
+	conns := s.conns
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Wait(context.Background())
+	}
+}
+
+func (s *testServer) errors() []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]error(nil), s.errs...)
+}
+
+// waitErr waits until the server recorded an error matching target.
+func (s *testServer) waitErr(target error, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		for _, e := range s.errors() {
+			if errors.Is(e, target) {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func newClientEngine(t testing.TB) *Engine {
+	t.Helper()
+	eng, err := NewEngine(EngineConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	return eng
+}
+
+func dialTest(t testing.TB, eng *Engine, addr string, mod func(*Config)) *Conn {
+	t.Helper()
+	cfg := clientConfig()
+	if mod != nil {
+		mod(cfg)
+	}
+	c, err := Dial(context.Background(), eng, addr, cfg)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func echoRoute(mode Mode) *Route {
+	return &Route{Mode: mode, Unary: func(_ context.Context, r *Request) ([]byte, error) {
+		return r.Payload, nil
+	}}
+}

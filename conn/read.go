@@ -1,0 +1,353 @@
+package conn
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/hawser-rpc/hawser"
+	"github.com/hawser-rpc/hawser/codec"
+)
+
+// minReadSpace is the free space wanted before a read: one full TLS record.
+const minReadSpace = 16 << 10
+
+// onTraffic runs on the loop when bytes arrived (or when onOpen kicks it):
+// it decrypts everything available into the read buffer, parses and handles
+// every complete frame, then flushes what the handlers queued.
+func (c *Conn) onTraffic() gnet.Action {
+	if c.dead {
+		return gnet.Close
+	}
+	c.lastRecv.Store(time.Now().UnixNano())
+	for {
+		c.ensureReadSpace()
+		buf := *c.rbuf
+		n, err := c.readSome(buf[c.rlen:])
+		c.rlen += n
+		if n > 0 {
+			if act, stop := c.parse(); stop {
+				return act
+			}
+		}
+		if err != nil {
+			if err == errWouldBlock {
+				break
+			}
+			return c.failLoop(readError(err), codec.CodeOK)
+		}
+	}
+	if c.rlen == c.roff && c.rbuf != nil {
+		putReadBuf(c.rbuf)
+		c.rbuf, c.roff, c.rlen = nil, 0, 0
+	}
+	c.flush()
+	if c.dead {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+func readError(err error) error {
+	if errors.Is(err, io.EOF) {
+		return ErrPeerClosed
+	}
+	return fmt.Errorf("%w: %w", ErrPeerClosed, err)
+}
+
+// readSome reads decrypted bytes into p; errWouldBlock means no more now.
+func (c *Conn) readSome(p []byte) (int, error) {
+	if c.tc != nil {
+		return c.tc.Read(p)
+	}
+	n, _ := c.gc.Read(p)
+	if n == 0 {
+		return 0, errWouldBlock
+	}
+	return n, nil
+}
+
+// ensureReadSpace makes room for at least one TLS record, or for the rest of
+// the frame being received when that is larger.
+func (c *Conn) ensureReadSpace() {
+	if c.rbuf == nil {
+		c.rbuf, c.roff, c.rlen = getReadBuf(chunkSize), 0, 0
+		return
+	}
+	buf := *c.rbuf
+	if len(buf)-c.rlen >= minReadSpace {
+		return
+	}
+	pending := c.rlen - c.roff
+	need := pending + minReadSpace
+	if h, err := codec.ParseHeader(buf[c.roff:c.rlen], c.cfg.MaxFrameSize); err == nil {
+		need = max(need, codec.HeaderSize+int(h.Length))
+	}
+	if need <= len(buf) {
+		copy(buf, buf[c.roff:c.rlen])
+	} else {
+		nb := getReadBuf(need)
+		copy(*nb, buf[c.roff:c.rlen])
+		putReadBuf(c.rbuf)
+		c.rbuf = nb
+	}
+	c.roff, c.rlen = 0, pending
+}
+
+// parse handles every complete frame in the read buffer. stop is true when
+// the connection must close (act is gnet.Close).
+func (c *Conn) parse() (act gnet.Action, stop bool) {
+	buf := *c.rbuf
+	for c.roff < c.rlen {
+		f, n, err := codec.Parse(buf[c.roff:c.rlen], c.cfg.MaxFrameSize)
+		if err == codec.ErrNeedMore {
+			break
+		}
+		if err != nil {
+			return c.failLoop(err, codec.CodeOf(err)), true
+		}
+		c.roff += n
+		if err := c.handleFrame(f); err != nil {
+			return c.failLoop(err, codec.CodeOf(err)), true
+		}
+		if c.dead {
+			return gnet.Close, true
+		}
+	}
+	if c.roff == c.rlen {
+		c.roff, c.rlen = 0, 0
+	}
+	return gnet.None, false
+}
+
+// message is a CALL, REPLY or STREAM_ITEM, whole or reassembled. Metadata
+// and Payload alias the read buffer unless owned is true, in which case
+// Payload is a fresh allocation the receiver may keep.
+type message struct {
+	h        codec.Header
+	method   uint64
+	metadata codec.Metadata
+	payload  []byte
+	owned    bool
+}
+
+// assembly is a message whose first frame had FlagMore.
+type assembly struct {
+	msg message
+}
+
+// handleFrame dispatches one frame. A returned error is a protocol
+// violation: the connection closes with a GOAWAY carrying its code.
+func (c *Conn) handleFrame(f codec.Frame) error {
+	switch f.Kind {
+	case codec.KindPing:
+		c.queueControl(codec.Header{Kind: codec.KindPong, Arg: f.Arg}, true)
+		return nil
+	case codec.KindPong:
+		c.pingSent.Store(0)
+		return nil
+	case codec.KindGoAway:
+		return c.onGoAway(f)
+	case codec.KindHello, codec.KindHelloAck:
+		return fmt.Errorf("%w: %v after the handshake", codec.ErrBadFrame, f.Kind)
+	case codec.KindCall, codec.KindReply, codec.KindStreamItem:
+		return c.onFirstFragment(f)
+	case codec.KindContinuation:
+		return c.onContinuation(f)
+	}
+	if c.dialer {
+		switch f.Kind {
+		case codec.KindError, codec.KindStreamEnd:
+			return c.onResponse(message{h: f.Header, payload: f.Body})
+		case codec.KindCancel, codec.KindCredit:
+			return nil // for streams this side does not send; nothing to do
+		}
+	} else {
+		switch f.Kind {
+		case codec.KindCancel:
+			c.onCancel(f.ID)
+			return nil
+		case codec.KindCredit:
+			return c.onCredit(f.ID, f.Arg)
+		}
+	}
+	return fmt.Errorf("%w: %v not expected from the %s", codec.ErrBadFrame, f.Kind, c.peerRole())
+}
+
+func (c *Conn) peerRole() string {
+	if c.dialer {
+		return "acceptor"
+	}
+	return "dialer"
+}
+
+// onFirstFragment handles the first (often only) frame of a message.
+func (c *Conn) onFirstFragment(f codec.Frame) error {
+	m := message{h: f.Header, payload: f.Body}
+	if f.Kind == codec.KindCall {
+		if c.dialer {
+			// This version does not serve calls from the acceptor.
+			c.replyError(f.ID, codec.CodeUnimplemented, "", "the dialer serves no calls", false, true)
+			return nil
+		}
+		call, err := codec.ParseCall(f.Header, f.Body)
+		if err != nil {
+			return err
+		}
+		m.method, m.metadata, m.payload = call.Method, call.Metadata, call.Payload
+	} else if !c.dialer {
+		return fmt.Errorf("%w: %v not expected from the dialer", codec.ErrBadFrame, f.Kind)
+	} else if f.Kind == codec.KindStreamItem {
+		return c.onStreamFrame(f, true)
+	}
+	if f.Flags&codec.FlagCompressed != 0 {
+		p, err := c.decompress(nil, m.payload)
+		if err != nil {
+			return err
+		}
+		m.payload, m.owned = p, true
+	}
+	m.h.Flags &^= codec.FlagCompressed | codec.FlagMore
+	if f.Flags&codec.FlagMore == 0 {
+		return c.dispatch(m)
+	}
+	// Start reassembly: copy what aliases the read buffer.
+	if c.asm == nil {
+		c.asm = make(map[uint32]*assembly)
+	}
+	if _, dup := c.asm[f.ID]; dup {
+		return fmt.Errorf("%w: a second message started on ID %d before the first ended", codec.ErrBadFrame, f.ID)
+	}
+	if len(c.asm) >= int(c.cfg.MaxCalls)+int(c.cfg.MaxStreams) {
+		return fmt.Errorf("%w: too many messages in reassembly", codec.ErrMessageTooLarge)
+	}
+	if err := c.growAssembly(len(m.payload)); err != nil {
+		return err
+	}
+	a := &assembly{msg: m}
+	if len(m.metadata) > 0 {
+		a.msg.metadata = append(codec.Metadata(nil), m.metadata...)
+	}
+	if !m.owned {
+		a.msg.payload = append(make([]byte, 0, 2*len(m.payload)), m.payload...)
+	}
+	a.msg.owned = true
+	c.asm[f.ID] = a
+	return nil
+}
+
+// maxReassembly bounds the bytes held in partial messages on a connection.
+func (c *Conn) maxReassembly() int { return 4 * int(c.cfg.MaxMessageSize) }
+
+func (c *Conn) growAssembly(n int) error {
+	if c.asmBytes+n > c.maxReassembly() {
+		return fmt.Errorf("%w: reassembly exceeds %d bytes", codec.ErrMessageTooLarge, c.maxReassembly())
+	}
+	c.asmBytes += n
+	return nil
+}
+
+// onContinuation appends a fragment to its message and dispatches the
+// message after its last fragment.
+func (c *Conn) onContinuation(f codec.Frame) error {
+	a := c.asm[f.ID]
+	if a == nil {
+		if c.dialer {
+			return c.onStreamFrame(f, false)
+		}
+		return fmt.Errorf("%w: CONTINUATION for ID %d without a first fragment", codec.ErrBadFrame, f.ID)
+	}
+	part := f.Body
+	if f.Flags&codec.FlagCompressed != 0 {
+		p, err := c.decompress(nil, part)
+		if err != nil {
+			return err
+		}
+		part = p
+	}
+	if len(a.msg.payload)+len(part) > int(c.cfg.MaxMessageSize) {
+		return fmt.Errorf("%w: message on ID %d exceeds %d bytes", codec.ErrMessageTooLarge, f.ID, c.cfg.MaxMessageSize)
+	}
+	if err := c.growAssembly(len(part)); err != nil {
+		return err
+	}
+	a.msg.payload = append(a.msg.payload, part...)
+	if f.Flags&codec.FlagMore != 0 {
+		return nil
+	}
+	delete(c.asm, f.ID)
+	c.asmBytes -= len(a.msg.payload)
+	return c.dispatch(a.msg)
+}
+
+// dropAssembly forgets a partial message (its call was cancelled).
+func (c *Conn) dropAssembly(id uint32) {
+	if a := c.asm[id]; a != nil {
+		c.asmBytes -= len(a.msg.payload)
+		delete(c.asm, id)
+	}
+}
+
+// decompress decodes an s2 payload into a fresh buffer of at most the
+// maximum frame size; a larger claim is refused before allocating.
+func (c *Conn) decompress(dst, src []byte) ([]byte, error) {
+	n, err := codec.DecompressedLen(src, int(c.cfg.MaxFrameSize))
+	if err != nil {
+		return nil, err
+	}
+	return codec.Decompress(make([]byte, 0, n), src, int(c.cfg.MaxFrameSize))
+}
+
+func (c *Conn) dispatch(m message) error {
+	if m.h.Kind == codec.KindCall {
+		return c.onCall(m)
+	}
+	return c.onResponse(m)
+}
+
+// onGoAway: the peer takes no call above Arg (acceptor) or will send no more
+// calls (dialer). A non-zero code says why it is closing.
+func (c *Conn) onGoAway(f codec.Frame) error {
+	var failed []*call
+	c.mu.Lock()
+	c.goingAway = true
+	if f.Code != codec.CodeOK && c.closeErr == nil {
+		eb, _ := codec.ParseErrorBody(f.Body)
+		c.closeErr = &PeerError{Code: f.Code, Message: string(eb.Message)}
+	}
+	if c.dialer {
+		c.lastID = f.Arg
+		// Calls above Arg were not and will not be processed: safe to retry.
+		for id, cl := range c.pending {
+			if id > f.Arg {
+				delete(c.pending, id)
+				failed = append(failed, cl)
+			}
+		}
+		c.activity++
+	}
+	if c.drained == nil {
+		c.drained = make(chan struct{})
+	}
+	c.checkDrainedLocked()
+	idle := c.dialer && len(c.pending) == 0
+	c.mu.Unlock()
+	terr := &hawser.TransportError{Op: "call", Addr: c.remote, Err: ErrGoAway}
+	for _, cl := range failed {
+		cl.fail(terr)
+	}
+	if idle {
+		c.closing.Store(true)
+		c.mu.Lock()
+		if c.closeErr == nil {
+			c.closeErr = ErrGoAway
+		}
+		c.mu.Unlock()
+		// Close after this callback: gnet's Close task runs on this loop.
+		_ = c.gc.Close()
+	}
+	return nil
+}

@@ -1,0 +1,350 @@
+package conn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hawser-rpc/hawser"
+	"github.com/hawser-rpc/hawser/codec"
+)
+
+// Flow control (PROTOCOL.md §3.7). A stream's receiver announces a window W
+// in its HELLO. Every STREAM_ITEM or CONTINUATION frame of the stream costs
+// its body length plus the 16-byte header; the sender may have at most W of
+// cost not yet returned by CREDIT. The receiver returns cost when the
+// consumer takes an item, in CREDIT frames of at least W/4, and at once for
+// the fragments of an unfinished item while no finished item waits (else an
+// item larger than W could never finish). So a stalled consumer holds at
+// most W of finished items plus one unfinished item below W, and the
+// sender's queue for that stream stays within W as well.
+
+// ErrStreamClosed is returned by Recv after Close.
+var ErrStreamClosed = errors.New("conn: stream closed")
+
+// Stream is the dialer's side of a server-push stream.
+type Stream struct {
+	c      *Conn
+	cl     *call
+	ctx    context.Context
+	stop   func() bool
+	notify chan struct{} // cap 1: an item or the end arrived
+
+	mu       sync.Mutex
+	items    []streamItem
+	head     int
+	partial  []byte // the unfinished item being reassembled
+	inPart   bool
+	partCost int // cost of partial's fragments not yet credited
+	held     int // cost received and not yet credited
+	toCredit int // cost to return in the next CREDIT
+	err      error
+}
+
+type streamItem struct {
+	data   []byte
+	charge int
+}
+
+// OpenStream opens a server-push stream of method with request req. The
+// stream lives until the server ends it, ctx ends, or Close. Its deadline
+// travels to the handler.
+func (c *Conn) OpenStream(ctx context.Context, method uint64, req []byte, opts ...hawser.CallOption) (*Stream, error) {
+	o := hawser.Apply(opts)
+	s := &Stream{c: c, ctx: ctx, notify: make(chan struct{}, 1)}
+	cl := &call{stream: s, done: make(chan struct{}), closes: true}
+	s.cl = cl
+	if err := c.start(ctx, cl, method, req, &o, codec.FlagStream); err != nil {
+		return nil, err
+	}
+	s.stop = context.AfterFunc(ctx, func() { s.cancel(ctx.Err()) })
+	return s, nil
+}
+
+// Recv returns the next item, which the caller owns. At the end of the
+// stream it returns io.EOF; if the handler failed, its *hawser.RemoteError;
+// if the connection failed, a *hawser.TransportError; if ctx ended,
+// ctx.Err().
+func (s *Stream) Recv() ([]byte, error) {
+	for {
+		s.mu.Lock()
+		if s.head < len(s.items) {
+			it := s.items[s.head]
+			s.items[s.head] = streamItem{}
+			s.head++
+			if s.head == len(s.items) {
+				s.items, s.head = s.items[:0], 0
+				// Caught up: the unfinished item's fragments may flow now.
+				s.toCredit += s.partCost
+				s.partCost = 0
+			}
+			s.toCredit += it.charge
+			credit := s.takeCreditLocked(false)
+			s.mu.Unlock()
+			s.sendCredit(credit, false)
+			return it.data, nil
+		}
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return nil, err
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.notify:
+		case <-s.ctx.Done():
+			s.cancel(s.ctx.Err())
+		}
+	}
+}
+
+// takeCreditLocked returns the cost to credit now (0 for none): at least a
+// quarter window, or everything when force is set.
+func (s *Stream) takeCreditLocked(force bool) int {
+	if s.toCredit == 0 || (!force && s.toCredit < int(s.c.cfg.StreamWindow)/4) || s.err != nil {
+		return 0
+	}
+	n := s.toCredit
+	s.toCredit = 0
+	s.held -= n
+	return n
+}
+
+func (s *Stream) sendCredit(n int, fromLoop bool) {
+	if n > 0 {
+		s.c.queueControl(codec.Header{Kind: codec.KindCredit, ID: s.cl.id, Arg: uint32(n)}, fromLoop)
+	}
+}
+
+// Close cancels the stream if it has not ended (the server's handler sees
+// its context cancelled) and makes further Recv calls fail.
+func (s *Stream) Close() error {
+	s.cancel(ErrStreamClosed)
+	return nil
+}
+
+func (s *Stream) cancel(err error) {
+	if s.c.abandon(s.cl) {
+		s.end(err)
+	}
+}
+
+// end records the end of the stream; Recv returns queued items first.
+func (s *Stream) end(err error) {
+	if err == nil {
+		err = io.EOF
+	}
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.partial = nil
+	s.mu.Unlock()
+	if s.stop != nil {
+		s.stop()
+	}
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// onFrame takes one STREAM_ITEM or CONTINUATION frame's payload (aliasing
+// the read buffer) on the loop. cost is its flow-control cost; last is false
+// while more fragments of the item follow.
+func (s *Stream) onFrame(first, last bool, payload []byte, cost int) error {
+	s.mu.Lock()
+	s.held += cost
+	if s.held > int(s.c.cfg.StreamWindow) {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: stream %d exceeded its window (%d > %d)", codec.ErrBadFrame, s.cl.id, s.held, s.c.cfg.StreamWindow)
+	}
+	if first == s.inPart {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: stream %d fragment out of sequence", codec.ErrBadFrame, s.cl.id)
+	}
+	if s.err != nil { // closed locally; frames in flight are dropped
+		s.mu.Unlock()
+		return nil
+	}
+	var credit int
+	switch {
+	case first && last:
+		s.items = append(s.items, streamItem{data: append([]byte(nil), payload...), charge: cost})
+	case last:
+		if len(s.partial)+len(payload) > int(s.c.cfg.MaxMessageSize) {
+			s.mu.Unlock()
+			return fmt.Errorf("%w: stream %d item", codec.ErrMessageTooLarge, s.cl.id)
+		}
+		s.items = append(s.items, streamItem{data: append(s.partial, payload...), charge: s.partCost + cost})
+		s.partial, s.partCost, s.inPart = nil, 0, false
+	default:
+		if len(s.partial)+len(payload) > int(s.c.cfg.MaxMessageSize) {
+			s.mu.Unlock()
+			return fmt.Errorf("%w: stream %d item", codec.ErrMessageTooLarge, s.cl.id)
+		}
+		s.partial = append(s.partial, payload...)
+		s.inPart = true
+		if s.head == len(s.items) {
+			s.toCredit += cost
+			credit = s.takeCreditLocked(false)
+		} else {
+			s.partCost += cost
+		}
+	}
+	s.mu.Unlock()
+	s.sendCredit(credit, true)
+	if last {
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Buffered returns the bytes of finished items waiting for Recv and the
+// flow-control cost not yet credited back to the sender.
+func (s *Stream) Buffered() (bytes, uncredited int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, it := range s.items[s.head:] {
+		bytes += len(it.data)
+	}
+	return bytes + len(s.partial), s.held
+}
+
+// onStreamFrame routes a stream frame on the loop to its Stream.
+func (c *Conn) onStreamFrame(f codec.Frame, first bool) error {
+	c.mu.Lock()
+	cl := c.pending[f.ID]
+	c.mu.Unlock()
+	if cl == nil {
+		return nil // cancelled here; frames already in flight are dropped
+	}
+	if cl.stream == nil {
+		return fmt.Errorf("%w: stream frame for unary call %d", codec.ErrBadFrame, f.ID)
+	}
+	payload := f.Body
+	if f.Flags&codec.FlagCompressed != 0 {
+		p, err := c.decompress(nil, payload)
+		if err != nil {
+			return err
+		}
+		payload = p
+	}
+	return cl.stream.onFrame(first, f.Flags&codec.FlagMore == 0, payload, itemCost(len(f.Body)))
+}
+
+// ServerStream is the acceptor's side of a stream: the handler sends items
+// with Send, within the consumer's window.
+type ServerStream struct {
+	sc     *serverCall
+	credit chan struct{} // cap 1: window grew
+
+	mu     sync.Mutex
+	window int // cost the consumer still allows
+	sent   int64
+}
+
+// Send sends one item. It blocks while the consumer's window is used up
+// (a consumer that stops reading stalls only its own stream), and fails when
+// the stream is cancelled, its deadline passes or the connection closes.
+// item is copied before Send returns.
+func (s *ServerStream) Send(item []byte) error {
+	sc := s.sc
+	c := sc.c
+	ctx := sc.ctx
+	if len(item) > int(c.peer.maxMessage) {
+		return ErrMessageTooLarge
+	}
+	frag := min(c.fragSize, int(c.peer.window)/2-codec.HeaderSize)
+	first := true
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(len(item), frag)
+		part := item[:n]
+		item = item[n:]
+		h := codec.Header{Kind: codec.KindStreamItem, ID: sc.id}
+		if !first {
+			h.Kind = codec.KindContinuation
+		}
+		if len(item) > 0 {
+			h.Flags |= codec.FlagMore
+		}
+		body, scratch := c.maybeCompress(part)
+		if scratch != nil {
+			h.Flags |= codec.FlagCompressed
+		}
+		err := s.acquire(ctx, itemCost(len(body)))
+		if err == nil {
+			err = c.queueFrameCtx(ctx, h, nil, body, false, false, true)
+		}
+		if scratch != nil {
+			putBuf(scratch)
+		}
+		if err != nil {
+			return err
+		}
+		first = false
+		if len(item) == 0 {
+			s.mu.Lock()
+			s.sent++
+			s.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+// acquire takes cost from the window, waiting for CREDIT.
+func (s *ServerStream) acquire(ctx context.Context, cost int) error {
+	for {
+		s.mu.Lock()
+		if s.window >= cost {
+			s.window -= cost
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.credit:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Outstanding is the flow-control cost sent and not yet credited back: the
+// most this stream can have queued or in flight toward its consumer.
+func (s *ServerStream) Outstanding() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int(s.sc.c.peer.window) - s.window
+}
+
+// Sent is the number of items sent.
+func (s *ServerStream) Sent() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent
+}
+
+// grant adds a CREDIT's increment on the loop.
+func (s *ServerStream) grant(n uint32) error {
+	s.mu.Lock()
+	s.window += int(n)
+	over := s.window > int(s.sc.c.peer.window)
+	s.mu.Unlock()
+	if over {
+		return fmt.Errorf("%w: CREDIT beyond the stream window on %d", codec.ErrBadFrame, s.sc.id)
+	}
+	select {
+	case s.credit <- struct{}{}:
+	default:
+	}
+	return nil
+}

@@ -1,0 +1,33 @@
+package hawser
+
+import "github.com/hawser-rpc/hawser/codec"
+
+// CallOptions are the per-call settings a CallOption changes.
+type CallOptions struct {
+	// Urgent sends the call, and asks for its reply, ahead of bulk data on
+	// the same connection (a Raft heartbeat behind a snapshot).
+	Urgent bool
+	// Metadata travels with the call (trace context, caller identity).
+	Metadata codec.Metadata
+}
+
+// CallOption changes one call.
+type CallOption func(*CallOptions)
+
+// Urgent marks a call urgent; see CallOptions.Urgent.
+func Urgent() CallOption { return func(o *CallOptions) { o.Urgent = true } }
+
+// WithMetadata attaches metadata to a call; build it with
+// codec.AppendMetadata.
+func WithMetadata(md codec.Metadata) CallOption {
+	return func(o *CallOptions) { o.Metadata = md }
+}
+
+// Apply folds opts into a CallOptions.
+func Apply(opts []CallOption) CallOptions {
+	var o CallOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
