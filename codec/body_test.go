@@ -148,17 +148,17 @@ func TestHelloRoundTrip(t *testing.T) {
 
 func TestHelloRejects(t *testing.T) {
 	cases := map[string][]byte{
-		"truncated tlv":     {tagNodeID, 0},
-		"length past end":   {tagNodeID, 0, 9, 'a'},
-		"duplicate tag":     {tagVersion, 0, 2, 0, 1, tagVersion, 0, 2, 0, 1},
-		"short version":     {tagVersion, 0, 1, 1},
-		"short proof":       {tagProof, 0, 3, 1, 2, 3},
-		"tiny frame size":   {tagMaxFrame, 0, 4, 0, 0, 0, 1},
-		"huge frame size":   {tagMaxFrame, 0, 4, 0xff, 0, 0, 0},
-		"tiny window":       {tagStreamWindow, 0, 4, 0, 0, 0, 1},
-		"methods not x8":    {tagMethods, 0, 3, 1, 2, 3},
-		"features not u64":  {tagFeatures, 0, 2, 0, 1},
-		"oversize body":     make([]byte, MaxHelloSize+1),
+		"truncated tlv":    {tagNodeID, 0},
+		"length past end":  {tagNodeID, 0, 9, 'a'},
+		"duplicate tag":    {tagVersion, 0, 2, 0, 1, tagVersion, 0, 2, 0, 1},
+		"short version":    {tagVersion, 0, 1, 1},
+		"short proof":      {tagProof, 0, 3, 1, 2, 3},
+		"tiny frame size":  {tagMaxFrame, 0, 4, 0, 0, 0, 1},
+		"huge frame size":  {tagMaxFrame, 0, 4, 0xff, 0, 0, 0},
+		"tiny window":      {tagStreamWindow, 0, 4, 0, 0, 0, 1},
+		"methods not x8":   {tagMethods, 0, 3, 1, 2, 3},
+		"features not u64": {tagFeatures, 0, 2, 0, 1},
+		"oversize body":    make([]byte, MaxHelloSize+1),
 	}
 	for name, b := range cases {
 		if _, err := ParseHello(b); !errors.Is(err, ErrBadHello) {

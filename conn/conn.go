@@ -68,16 +68,16 @@ type Conn struct {
 	closeErr  error                  // why the connection closed; first wins
 	drained   chan struct{}          // closed when nothing is in flight and goingAway
 
-	closed    chan struct{} // closed when onClose has failed everything
-	closing   atomic.Bool
-	lastRecv  atomic.Int64 // unix nanos of the last bytes received
-	pingSent  atomic.Int64 // unix nanos of the outstanding PING, or 0
-	timer     *time.Timer  // keepalive and inactivity; guarded by mu
-	idleSince time.Time    // guarded by mu
-	seenAct   uint64       // guarded by mu
+	closed     chan struct{} // closed when onClose has failed everything
+	closing    atomic.Bool
+	lastRecv   atomic.Int64 // unix nanos of the last bytes received
+	pingSent   atomic.Int64 // unix nanos of the outstanding PING, or 0
+	timer      *time.Timer  // keepalive and inactivity; guarded by mu
+	idleSince  time.Time    // guarded by mu
+	seenAct    uint64       // guarded by mu
 	drainArm   atomic.Bool
-	drainTimer *time.Timer // see armDrain
-	handlers  sync.WaitGroup // acceptor: ordered and stream goroutines
+	drainTimer *time.Timer    // see armDrain
+	handlers   sync.WaitGroup // acceptor: ordered and stream goroutines
 }
 
 func newConn(cfg *Config, eng *Engine, h *handshake, pi *peerInfo, dialer bool) *Conn {
