@@ -95,7 +95,8 @@ type Config struct {
 	// Router serves calls on accepted connections. Required by Accept.
 	Router Router
 
-	authKey []byte // derived from ClusterKey by resolved
+	authKey  []byte    // derived from ClusterKey by resolved
+	versions [2]uint16 // protocol versions spoken; tests narrow them
 }
 
 // Defaults (see Config).
@@ -187,6 +188,9 @@ func (c *Config) resolved(dialing bool) (*Config, error) {
 		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	r.authKey = authKey(r.ClusterKey)
+	if r.versions == [2]uint16{} {
+		r.versions = [2]uint16{codec.VersionMin, codec.VersionMax}
+	}
 	if !dialing && r.Router == nil {
 		return nil, fmt.Errorf("%w: an accepting side needs a Router", ErrConfig)
 	}

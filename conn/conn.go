@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -127,10 +126,7 @@ func Dial(ctx context.Context, e *Engine, addr string, cfg *Config) (*Conn, erro
 	h, pi, err := dialHandshake(ctx, rc, nc)
 	if err != nil {
 		_ = nc.Close()
-		if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) && isTimeout(err) {
-			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
-		}
-		return nil, &hawser.TransportError{Op: "handshake", Addr: addr, Err: err}
+		return nil, &hawser.TransportError{Op: "handshake", Addr: addr, Err: timeoutCause(ctx, err)}
 	}
 	c := newConn(rc, e, h, pi, true)
 	if err := c.enroll(nc); err != nil {
@@ -154,13 +150,22 @@ func Accept(ctx context.Context, e *Engine, nc net.Conn, cfg *Config) (*Conn, er
 	h, pi, err := acceptHandshake(ctx, rc, nc)
 	if err != nil {
 		_ = nc.Close()
-		return nil, &hawser.TransportError{Op: "handshake", Addr: nc.RemoteAddr().String(), Err: err}
+		return nil, &hawser.TransportError{Op: "handshake", Addr: nc.RemoteAddr().String(), Err: timeoutCause(ctx, err)}
 	}
 	c := newConn(rc, e, h, pi, false)
 	if err := c.enroll(nc); err != nil {
 		return nil, &hawser.TransportError{Op: "accept", Addr: c.remote, Err: err}
 	}
 	return c, nil
+}
+
+// timeoutCause makes a socket timeout caused by the rpc-timeout deadline
+// match context.DeadlineExceeded too.
+func timeoutCause(ctx context.Context, err error) error {
+	if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) && isTimeout(err) {
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	return err
 }
 
 func isTimeout(err error) bool {
@@ -362,11 +367,21 @@ func (c *Conn) failLoop(err error, code codec.Code) gnet.Action {
 		c.queueGoAwayError(code, err)
 		c.flush()
 	}
-	if c.cfg.OnError != nil && !errors.Is(err, ErrPeerClosed) {
-		c.cfg.OnError(c.remote, err)
-	}
+	c.report(err)
 	c.cfg.Logger.Debug("hawser: closing connection", "remote", c.remote, "err", err)
 	return gnet.Close
+}
+
+// report passes an error that closes the connection to Config.OnError,
+// unless it is an ordinary close by the peer.
+func (c *Conn) report(err error) {
+	if c.cfg.OnError == nil {
+		return
+	}
+	if errors.Is(err, ErrPeerClosed) && !errors.Is(err, ErrTruncated) {
+		return
+	}
+	c.cfg.OnError(c.remote, err)
 }
 
 func (c *Conn) queueGoAwayError(code codec.Code, err error) {
@@ -390,13 +405,13 @@ func (c *Conn) onClose(gerr error) {
 	c.dead = true
 	c.mu.Lock()
 	if c.closeErr == nil {
-		switch {
-		case gerr == nil:
+		if gerr == nil {
 			c.closeErr = ErrClosed
-		case errors.Is(gerr, io.EOF):
-			c.closeErr = ErrPeerClosed
-		default:
-			c.closeErr = fmt.Errorf("%w: %w", ErrPeerClosed, gerr)
+		} else {
+			c.closeErr = c.readError(gerr)
+			c.mu.Unlock()
+			c.report(c.closeErr)
+			c.mu.Lock()
 		}
 	}
 	cause := c.closeErr

@@ -22,6 +22,8 @@ var (
 	ErrClosed = errors.New("conn: connection closed")
 	// ErrPeerClosed: the peer closed the connection.
 	ErrPeerClosed = errors.New("conn: connection closed by peer")
+	// ErrTruncated: the peer closed the connection in the middle of a frame.
+	ErrTruncated = fmt.Errorf("%w in the middle of a frame", ErrPeerClosed)
 	// ErrKeepalive: the peer did not answer a PING in time.
 	ErrKeepalive = errors.New("conn: keepalive timeout")
 	// ErrIdle: the connection was closed after the inactivity timeout.

@@ -74,8 +74,8 @@ func proof(key []byte, label string, binding, extra []byte, nodeID string) [code
 	return out
 }
 
-func newPreface() (codec.Preface, error) {
-	p := codec.Preface{Min: codec.VersionMin, Max: codec.VersionMax}
+func newPreface(versions [2]uint16) (codec.Preface, error) {
+	p := codec.Preface{Min: versions[0], Max: versions[1]}
 	_, err := rand.Read(p.Nonce[:])
 	return p, err
 }
@@ -170,7 +170,7 @@ func dialHandshake(ctx context.Context, cfg *Config, nc net.Conn) (*handshake, *
 		h.rw = h.tc
 	}
 	var err error
-	if h.self, err = newPreface(); err != nil {
+	if h.self, err = newPreface(cfg.versions); err != nil {
 		return nil, nil, err
 	}
 	out := codec.AppendPreface(make([]byte, 0, 512), h.self)
@@ -257,7 +257,7 @@ func acceptHandshake(ctx context.Context, cfg *Config, nc net.Conn) (*handshake,
 		h.rw = h.tc
 	}
 	var err error
-	if h.self, err = newPreface(); err != nil {
+	if h.self, err = newPreface(cfg.versions); err != nil {
 		return nil, nil, err
 	}
 	if _, err := h.rw.Write(codec.AppendPreface(nil, h.self)); err != nil {

@@ -37,7 +37,7 @@ func (c *Conn) onTraffic() gnet.Action {
 			if err == errWouldBlock {
 				break
 			}
-			return c.failLoop(readError(err), codec.CodeOK)
+			return c.failLoop(c.readError(err), codec.CodeOK)
 		}
 	}
 	if c.rlen == c.roff && c.rbuf != nil {
@@ -51,7 +51,12 @@ func (c *Conn) onTraffic() gnet.Action {
 	return gnet.None
 }
 
-func readError(err error) error {
+// readError names why reading stopped: the peer closed (ErrTruncated if a
+// frame was cut short) or the socket or TLS failed.
+func (c *Conn) readError(err error) error {
+	if c.rbuf != nil && c.rlen > c.roff {
+		return ErrTruncated
+	}
 	if errors.Is(err, io.EOF) {
 		return ErrPeerClosed
 	}
@@ -204,7 +209,7 @@ func (c *Conn) onFirstFragment(f codec.Frame) error {
 		return c.onStreamFrame(f, true)
 	}
 	if f.Flags&codec.FlagCompressed != 0 {
-		p, err := c.decompress(nil, m.payload)
+		p, err := c.decompress(m.payload)
 		if err != nil {
 			return err
 		}
@@ -262,7 +267,7 @@ func (c *Conn) onContinuation(f codec.Frame) error {
 	}
 	part := f.Body
 	if f.Flags&codec.FlagCompressed != 0 {
-		p, err := c.decompress(nil, part)
+		p, err := c.decompress(part)
 		if err != nil {
 			return err
 		}
@@ -292,8 +297,12 @@ func (c *Conn) dropAssembly(id uint32) {
 }
 
 // decompress decodes an s2 payload into a fresh buffer of at most the
-// maximum frame size; a larger claim is refused before allocating.
-func (c *Conn) decompress(dst, src []byte) ([]byte, error) {
+// maximum frame size; a larger claim is refused before allocating. A
+// compressed frame when s2 was not negotiated is a protocol error.
+func (c *Conn) decompress(src []byte) ([]byte, error) {
+	if !c.compress {
+		return nil, fmt.Errorf("%w: compressed frame without negotiated s2", codec.ErrBadFlags)
+	}
 	n, err := codec.DecompressedLen(src, int(c.cfg.MaxFrameSize))
 	if err != nil {
 		return nil, err

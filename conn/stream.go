@@ -125,8 +125,13 @@ func (s *Stream) Close() error {
 	return nil
 }
 
+// cancel ends the stream locally: items not yet received are dropped.
 func (s *Stream) cancel(err error) {
 	if s.c.abandon(s.cl) {
+		s.mu.Lock()
+		clear(s.items)
+		s.items, s.head = s.items[:0], 0
+		s.mu.Unlock()
 		s.end(err)
 	}
 }
@@ -229,7 +234,7 @@ func (c *Conn) onStreamFrame(f codec.Frame, first bool) error {
 	}
 	payload := f.Body
 	if f.Flags&codec.FlagCompressed != 0 {
-		p, err := c.decompress(nil, payload)
+		p, err := c.decompress(payload)
 		if err != nil {
 			return err
 		}
