@@ -23,11 +23,15 @@ func WithMetadata(md codec.Metadata) CallOption {
 	return func(o *CallOptions) { o.Metadata = md }
 }
 
-// Apply folds opts into a CallOptions.
+// Apply folds opts into a CallOptions. Without options it allocates
+// nothing (the common case on the hot path).
 func Apply(opts []CallOption) CallOptions {
-	var o CallOptions
-	for _, f := range opts {
-		f(&o)
+	if len(opts) == 0 {
+		return CallOptions{}
 	}
-	return o
+	o := new(CallOptions)
+	for _, f := range opts {
+		f(o)
+	}
+	return *o
 }

@@ -41,19 +41,23 @@ func putBuf(b *[]byte) {
 }
 
 // Read buffers hold received plaintext between socket events; a connection
-// holds one only while a partial frame is waiting.
+// holds one only while a partial frame is waiting. Frames larger than a
+// chunk take a buffer from the size classes.
 func getReadBuf(n int) *[]byte {
+	var b *[]byte
 	if n <= chunkSize {
-		b := chunkPool.Get().(*[]byte)
-		*b = (*b)[:cap(*b)]
-		return b
+		b = chunkPool.Get().(*[]byte)
+	} else {
+		b = getBuf(n)
 	}
-	b := make([]byte, n)
-	return &b
+	*b = (*b)[:cap(*b)]
+	return b
 }
 
 func putReadBuf(b *[]byte) {
 	if cap(*b) == chunkSize {
 		chunkPool.Put(b)
+		return
 	}
+	putBuf(b)
 }

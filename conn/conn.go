@@ -162,7 +162,8 @@ func Accept(ctx context.Context, e *Engine, nc net.Conn, cfg *Config) (*Conn, er
 // timeoutCause makes a socket timeout caused by the rpc-timeout deadline
 // match context.DeadlineExceeded too.
 func timeoutCause(ctx context.Context, err error) error {
-	if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) && isTimeout(err) {
+	d, ok := ctx.Deadline()
+	if ok && !time.Now().Before(d) && !errors.Is(err, context.DeadlineExceeded) && isTimeout(err) {
 		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
 	return err

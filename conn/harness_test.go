@@ -6,25 +6,27 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hawser-rpc/hawser/codec"
 	"github.com/hawser-rpc/hawser/internal/certgen"
+	"github.com/hawser-rpc/hawser/internal/workers"
 )
 
 var testKey = []byte("0123456789abcdef-cluster-key")
 
-// testRouter serves a fixed set of routes; Submit runs tasks on a bounded
-// set of goroutines.
+// testRouter serves a fixed set of routes; Submit runs tasks on the
+// server's bounded worker pool.
 type testRouter struct {
 	routes map[uint64]*Route
-	sem    chan struct{}
-	wg     sync.WaitGroup
+	pool   *workers.Pool
+	users  atomic.Int32 // servers using it; the last to close closes the pool
 }
 
 func newTestRouter() *testRouter {
-	return &testRouter{routes: map[uint64]*Route{}, sem: make(chan struct{}, 512)}
+	return &testRouter{routes: map[uint64]*Route{}, pool: workers.New(workers.Config{})}
 }
 
 func (r *testRouter) handle(name string, rt *Route) uint64 {
@@ -43,20 +45,7 @@ func (r *testRouter) Methods() []uint64 {
 	return out
 }
 
-func (r *testRouter) Submit(t Task) bool {
-	select {
-	case r.sem <- struct{}{}:
-	default:
-		return false
-	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		t.Run()
-		<-r.sem
-	}()
-	return true
-}
+func (r *testRouter) Submit(t Task) bool { return r.pool.Submit(t) }
 
 var (
 	certOnce sync.Once
@@ -82,6 +71,8 @@ type testServer struct {
 	cfg    *Config
 	router *testRouter
 	wg     sync.WaitGroup
+
+	closeOnce sync.Once
 
 	mu     sync.Mutex
 	conns  []*Conn
@@ -117,6 +108,7 @@ func startServer(t testing.TB, r *testRouter, mod func(*Config)) *testServer {
 		t.Fatal(err)
 	}
 	s := &testServer{t: t, ln: ln, eng: eng, cfg: cfg, router: r, accept: make(chan *Conn, 64)}
+	r.users.Add(1)
 	userOnErr := cfg.OnError
 	cfg.OnError = func(remote string, err error) {
 		s.mu.Lock()
@@ -158,11 +150,15 @@ func startServer(t testing.TB, r *testRouter, mod func(*Config)) *testServer {
 
 func (s *testServer) addr() string { return s.ln.Addr().String() }
 
-func (s *testServer) close() {
+func (s *testServer) close() { s.closeOnce.Do(s.doClose) }
+
+func (s *testServer) doClose() {
 	_ = s.ln.Close()
 	s.wg.Wait()
 	_ = s.eng.Close()
-	s.router.wg.Wait()
+	if s.router.users.Add(-1) == 0 {
+		s.router.pool.Close()
+	}
 	s.mu.Lock()
 	conns := s.conns
 	s.mu.Unlock()
