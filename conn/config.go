@@ -92,6 +92,11 @@ type Config struct {
 	// It must not block.
 	OnError func(remote string, err error)
 
+	// OnClose, if set, is called once when the connection has closed and its
+	// pending calls have failed. It runs on the event loop: it must not
+	// block.
+	OnClose func(c *Conn)
+
 	// Router serves calls on accepted connections. Required by Accept.
 	Router Router
 

@@ -443,7 +443,13 @@ func (c *Conn) onClose(gerr error) {
 	c.asm = nil
 	c.batch.release()
 	c.tr.out.release()
+	if c.drainTimer != nil {
+		c.drainTimer.Stop()
+	}
 	close(c.closed)
+	if c.cfg.OnClose != nil {
+		c.cfg.OnClose(c)
+	}
 }
 
 // startTimer arms the keepalive and inactivity timer.

@@ -51,7 +51,10 @@ type streamItem struct {
 // OpenStream opens a server-push stream of method with request req. The
 // stream lives until the server ends it, ctx ends, or Close. Its deadline
 // travels to the handler.
-func (c *Conn) OpenStream(ctx context.Context, method uint64, req []byte, opts ...hawser.CallOption) (*Stream, error) {
+//
+// The result is a *Stream; it is returned as a hawser.RawStream so that a
+// Conn and a pool.Peer are interchangeable hawser.Callers.
+func (c *Conn) OpenStream(ctx context.Context, method uint64, req []byte, opts ...hawser.CallOption) (hawser.RawStream, error) {
 	o := hawser.Apply(opts)
 	s := &Stream{c: c, ctx: ctx, notify: make(chan struct{}, 1)}
 	cl := &call{stream: s, done: make(chan struct{}), closes: true}

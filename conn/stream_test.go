@@ -41,7 +41,7 @@ func countReq(n uint64, pad uint32) []byte {
 	return binary.BigEndian.AppendUint32(b, pad)
 }
 
-func drain(s *Stream, want uint64, pad int) error {
+func drain(s hawser.RawStream, want uint64, pad int) error {
 	for i := uint64(0); ; i++ {
 		item, err := s.Recv()
 		if err == io.EOF {
@@ -150,7 +150,7 @@ func TestStalledConsumerIsolated(t *testing.T) {
 	if got := stalledOut.Load(); got > window {
 		t.Fatalf("server had %d bytes outstanding for the stalled stream, window is %d", got, window)
 	}
-	buffered, uncredited := stalled.Buffered()
+	buffered, uncredited := stalled.(*Stream).Buffered()
 	if uncredited > window || buffered > 2*window {
 		t.Fatalf("client holds %d bytes (%d uncredited) for the stalled stream, window %d", buffered, uncredited, window)
 	}

@@ -1,0 +1,133 @@
+// Package config is the schema of a node's RPC configuration file: the YAML
+// keys are product surface (after Stalwart's cluster RPC) and keep these
+// exact names. Load parses strictly: an unknown key is an error, so a typo
+// does not silently fall back to a default. The server and pool packages
+// turn a Node into their own configurations (server.ConfigFromNode,
+// pool.ConfigFromNode).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Millis is a duration written in the file as whole milliseconds.
+type Millis int64
+
+// Duration converts m.
+func (m Millis) Duration() time.Duration { return time.Duration(m) * time.Millisecond }
+
+// Node is a node's RPC configuration. Zero values mean the defaults below.
+type Node struct {
+	// BindAddr is the address the RPC (TCP) and gossip (UDP) listeners bind.
+	BindAddr string `yaml:"rpc-bind-addr"`
+	// Port is the TCP port of RPC and the UDP port of gossip.
+	Port int `yaml:"rpc-port"`
+	// CertPath and KeyPath name the PEM certificate and key; RPC refuses to
+	// start without them.
+	CertPath string `yaml:"rpc-cert-path"`
+	KeyPath  string `yaml:"rpc-key-path"`
+	// TLSDomain is the name peers' certificates must be valid for; empty
+	// accepts self-signed peers (the cluster key still authenticates them).
+	TLSDomain string `yaml:"rpc-tls-domain"`
+	// CAPath optionally names PEM roots for TLSDomain verification (default:
+	// the system roots).
+	CAPath string `yaml:"rpc-ca-path"`
+	// InactivityTimeout closes a connection idle this long.
+	InactivityTimeout Millis `yaml:"rpc-inactivity-timeout"`
+	// Timeout bounds connect + TLS + authentication.
+	Timeout Millis `yaml:"rpc-timeout"`
+	// RetriesMax is how many reconnection attempts a peer gets before it is
+	// parked until gossip confirms it alive.
+	RetriesMax int `yaml:"rpc-retries-max"`
+	// BackoffMax caps the truncated exponential backoff between attempts.
+	BackoffMax Millis `yaml:"rpc-backoff-max"`
+	// ClusterKey is the cluster's shared secret (at least 16 bytes).
+	ClusterKey string `yaml:"cluster-key"`
+	// NodeID names this node to its peers.
+	NodeID string `yaml:"node-id"`
+}
+
+// Defaults of the keys.
+const (
+	DefaultBindAddr          = "0.0.0.0"
+	DefaultPort              = 7911
+	DefaultInactivityTimeout = Millis(300000)
+	DefaultTimeout           = Millis(1000)
+	DefaultRetriesMax        = 5
+	DefaultBackoffMax        = Millis(180000)
+)
+
+// WithDefaults returns n with every unset key at its default.
+func (n Node) WithDefaults() Node {
+	if n.BindAddr == "" {
+		n.BindAddr = DefaultBindAddr
+	}
+	if n.Port == 0 {
+		n.Port = DefaultPort
+	}
+	if n.InactivityTimeout == 0 {
+		n.InactivityTimeout = DefaultInactivityTimeout
+	}
+	if n.Timeout == 0 {
+		n.Timeout = DefaultTimeout
+	}
+	if n.RetriesMax == 0 {
+		n.RetriesMax = DefaultRetriesMax
+	}
+	if n.BackoffMax == 0 {
+		n.BackoffMax = DefaultBackoffMax
+	}
+	return n
+}
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("config: invalid")
+
+// Validate checks ranges (on a Node with defaults applied).
+func (n Node) Validate() error {
+	switch {
+	case n.Port < 0 || n.Port > 65535:
+		return fmt.Errorf("%w: rpc-port %d out of range", ErrInvalid, n.Port)
+	case n.Timeout < 0:
+		return fmt.Errorf("%w: rpc-timeout must be positive", ErrInvalid)
+	case n.RetriesMax < 0:
+		return fmt.Errorf("%w: rpc-retries-max must not be negative", ErrInvalid)
+	case n.BackoffMax < 0:
+		return fmt.Errorf("%w: rpc-backoff-max must not be negative", ErrInvalid)
+	case n.ClusterKey != "" && len(n.ClusterKey) < 16:
+		return fmt.Errorf("%w: cluster-key must be at least 16 bytes", ErrInvalid)
+	}
+	return nil
+}
+
+// Parse decodes YAML strictly, applies defaults and validates.
+func Parse(data []byte) (Node, error) {
+	var n Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&n); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
+		return Node{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	n = n.WithDefaults()
+	return n, n.Validate()
+}
+
+// Load reads and parses a file.
+func Load(path string) (Node, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Node{}, err
+	}
+	n, err := Parse(data)
+	if err != nil {
+		return Node{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return n, nil
+}

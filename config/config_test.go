@@ -1,0 +1,62 @@
+package config
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	n, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.BindAddr != "0.0.0.0" || n.Port != 7911 || n.Timeout.Duration() != time.Second ||
+		n.InactivityTimeout.Duration() != 300*time.Second || n.RetriesMax != 5 ||
+		n.BackoffMax.Duration() != 180*time.Second {
+		t.Fatalf("defaults: %+v", n)
+	}
+}
+
+func TestExactKeys(t *testing.T) {
+	doc := `
+rpc-bind-addr: 10.0.0.2
+rpc-port: 7999
+rpc-cert-path: /etc/hawser/cert.pem
+rpc-key-path: /etc/hawser/key.pem
+rpc-tls-domain: node.cluster.internal
+rpc-ca-path: /etc/hawser/ca.pem
+rpc-inactivity-timeout: 60000
+rpc-timeout: 250
+rpc-retries-max: 3
+rpc-backoff-max: 5000
+cluster-key: a-very-secret-cluster-key
+node-id: node-2
+`
+	n, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Node{BindAddr: "10.0.0.2", Port: 7999, CertPath: "/etc/hawser/cert.pem", KeyPath: "/etc/hawser/key.pem",
+		TLSDomain: "node.cluster.internal", CAPath: "/etc/hawser/ca.pem", InactivityTimeout: 60000, Timeout: 250,
+		RetriesMax: 3, BackoffMax: 5000, ClusterKey: "a-very-secret-cluster-key", NodeID: "node-2"}
+	if n != want {
+		t.Fatalf("got %+v\nwant %+v", n, want)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	for name, doc := range map[string]string{
+		"typo":        "rpc-prot: 7911\n",
+		"camel case":  "rpcPort: 7911\n",
+		"bad port":    "rpc-port: 70000\n",
+		"short key":   "cluster-key: short\n",
+		"not a map":   "- a\n- b\n",
+		"wrong type":  "rpc-timeout: soon\n",
+		"negative ms": "rpc-timeout: -5\n",
+	} {
+		if _, err := Parse([]byte(doc)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+}

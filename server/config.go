@@ -1,0 +1,127 @@
+package server
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hawser-rpc/hawser/config"
+	"github.com/hawser-rpc/hawser/conn"
+)
+
+// Config configures a Server. Zero values mean the defaults.
+type Config struct {
+	// BindAddr and Port are where to listen (rpc-bind-addr, rpc-port).
+	// Defaults 0.0.0.0 and 7911. Port -1 picks a free port (tests).
+	BindAddr string
+	Port     int
+
+	// CertFile and KeyFile name the PEM certificate and key (rpc-cert-path,
+	// rpc-key-path). Alternatively set Certificate. One is required.
+	CertFile, KeyFile string
+	Certificate       *tls.Certificate
+
+	// ClusterKey is the cluster's shared secret (required, >= 16 bytes).
+	ClusterKey []byte
+	// NodeID and AppVersion are announced to peers.
+	NodeID, AppVersion string
+
+	// Timeout bounds TLS + authentication of an accepted connection
+	// (rpc-timeout). Default 1s.
+	Timeout time.Duration
+	// InactivityTimeout closes idle connections (rpc-inactivity-timeout).
+	// Default 300s; negative disables.
+	InactivityTimeout time.Duration
+
+	// MaxWorkers and QueueSize bound the worker pool of pool-mode handlers.
+	// Defaults 1024 and 4096. A call that finds both full gets
+	// CodeResourceExhausted at once.
+	MaxWorkers, QueueSize int
+	// MaxHandshakes bounds connections in TLS/authentication at once;
+	// more are closed at accept. Default 256.
+	MaxHandshakes int
+
+	// Conn tunes every accepted connection (limits, windows, keepalive,
+	// compression). Its TLS, ClusterKey, NodeID, AppVersion, Timeout,
+	// InactivityTimeout and Router are set from the fields above.
+	Conn conn.Config
+
+	// Logger receives server events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// ErrNoCertificate is returned by New when no certificate is configured.
+var ErrNoCertificate = errors.New(`server: rpc-cert-path and rpc-key-path are required: hawser always runs TLS.
+Make a self-signed pair (the cluster key authenticates peers) with:
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+    -subj /CN=$(hostname) -keyout key.pem -out cert.pem
+then set rpc-cert-path: cert.pem and rpc-key-path: key.pem`)
+
+// ConfigFromNode builds a Config from a node's configuration file.
+func ConfigFromNode(n config.Node) Config {
+	n = n.WithDefaults()
+	return Config{
+		BindAddr:          n.BindAddr,
+		Port:              n.Port,
+		CertFile:          n.CertPath,
+		KeyFile:           n.KeyPath,
+		ClusterKey:        []byte(n.ClusterKey),
+		NodeID:            n.NodeID,
+		Timeout:           n.Timeout.Duration(),
+		InactivityTimeout: n.InactivityTimeout.Duration(),
+	}
+}
+
+func (c *Config) addr() string {
+	host, port := c.BindAddr, c.Port
+	if host == "" {
+		host = config.DefaultBindAddr
+	}
+	switch port {
+	case 0:
+		port = config.DefaultPort
+	case -1:
+		port = 0
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// connConfig resolves the per-connection configuration.
+func (c *Config) connConfig(r conn.Router) (*conn.Config, error) {
+	cert := c.Certificate
+	if cert == nil {
+		if c.CertFile == "" || c.KeyFile == "" {
+			if !c.Conn.InsecurePlaintext {
+				return nil, ErrNoCertificate
+			}
+		} else {
+			pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("server: loading rpc-cert-path/rpc-key-path: %w", err)
+			}
+			cert = &pair
+		}
+	}
+	cc := c.Conn
+	if !cc.InsecurePlaintext {
+		if cc.TLS == nil {
+			cc.TLS = conn.ServerTLS(*cert)
+		} else {
+			cc.TLS = cc.TLS.Clone()
+			cc.TLS.Certificates = []tls.Certificate{*cert}
+		}
+	}
+	cc.ClusterKey = c.ClusterKey
+	cc.NodeID, cc.AppVersion = c.NodeID, c.AppVersion
+	cc.Timeout = c.Timeout
+	cc.InactivityTimeout = c.InactivityTimeout
+	cc.Router = r
+	if cc.Logger == nil {
+		cc.Logger = c.Logger
+	}
+	return &cc, nil
+}
