@@ -1,0 +1,273 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hawser-rpc/hawser"
+	"github.com/hawser-rpc/hawser/config"
+	"github.com/hawser-rpc/hawser/conn"
+)
+
+// Config configures a Pool. Zero values mean the defaults.
+type Config struct {
+	// Conn is the dialing side's connection configuration: TLS (see
+	// conn.ClientTLS for rpc-tls-domain), ClusterKey, NodeID and limits.
+	// Its Timeout and InactivityTimeout are set from the fields below.
+	Conn conn.Config
+
+	// Timeout bounds each dial: connect + TLS + authentication
+	// (rpc-timeout). Default 1s.
+	Timeout time.Duration
+	// InactivityTimeout closes connections idle this long
+	// (rpc-inactivity-timeout); the next call dials again. Default 300s;
+	// negative disables.
+	InactivityTimeout time.Duration
+	// RetriesMax is the number of failed dial attempts after which a peer
+	// is parked until MarkAlive (rpc-retries-max). Default 5.
+	RetriesMax int
+	// BackoffBase is the first retry delay; BackoffMax caps the delays
+	// (rpc-backoff-max). Defaults 200ms and 180s.
+	BackoffBase, BackoffMax time.Duration
+	// MaxConnsPerPeer bounds the connections to one peer; another is dialed
+	// when every connection has the acceptor's limit of calls in flight.
+	// Default 4.
+	MaxConnsPerPeer int
+
+	// Engine runs the connections; nil: the pool starts and owns one.
+	Engine *conn.Engine
+	// Clock drives backoff timers; nil: real time.
+	Clock Clock
+	// Dial makes one connection; nil: conn.Dial. Tests wrap it.
+	Dial func(ctx context.Context, e *conn.Engine, addr string, cfg *conn.Config) (*conn.Conn, error)
+	// OnStateChange, if set, is called on every peer state change, in
+	// order for each peer. It must not block.
+	OnStateChange func(addr string, from, to State)
+	// Logger receives dial failures and parking. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults (see Config).
+const (
+	DefaultBackoffBase     = 200 * time.Millisecond
+	DefaultMaxConnsPerPeer = 4
+)
+
+// ConfigFromNode builds a Config from a node's configuration file; the
+// caller adds the TLS configuration (conn.ClientTLS(n.TLSDomain, roots)).
+func ConfigFromNode(n config.Node) Config {
+	n = n.WithDefaults()
+	return Config{
+		Conn:              conn.Config{ClusterKey: []byte(n.ClusterKey), NodeID: n.NodeID, TLS: conn.ClientTLS(n.TLSDomain, nil)},
+		Timeout:           n.Timeout.Duration(),
+		InactivityTimeout: n.InactivityTimeout.Duration(),
+		RetriesMax:        n.RetriesMax,
+		BackoffMax:        n.BackoffMax.Duration(),
+	}
+}
+
+// State is a peer's connection state.
+type State int32
+
+const (
+	// Idle: no connection and no dial (at first, and after an idle close).
+	// The next call dials.
+	Idle State = iota
+	// Connecting: a dial is in progress.
+	Connecting
+	// Up: at least one connection is open.
+	Up
+	// BackingOff: the last dial failed; another is scheduled. Calls fail
+	// at once with ErrPeerUnavailable.
+	BackingOff
+	// Parked: RetriesMax dials failed, or gossip reported the peer dead or
+	// left. No dial until MarkAlive; calls fail at once.
+	Parked
+)
+
+func (s State) String() string {
+	switch s {
+	case Idle:
+		return "idle"
+	case Connecting:
+		return "connecting"
+	case Up:
+		return "up"
+	case BackingOff:
+		return "backing-off"
+	case Parked:
+		return "parked"
+	}
+	return fmt.Sprintf("state(%d)", int32(s))
+}
+
+// ErrPeerUnavailable matches the error of a call to a peer that is backing
+// off or parked. It is also a hawser.ErrTransport.
+var ErrPeerUnavailable = errors.New("pool: peer unavailable")
+
+// ErrPoolClosed is returned by calls after Close.
+var ErrPoolClosed = errors.New("pool: closed")
+
+// UnavailableError says why a peer refused a call at once: its state and
+// the last dial error (errors.Is matches both ErrPeerUnavailable and that
+// error).
+type UnavailableError struct {
+	Addr  string
+	State State
+	Err   error // the last dial error, or nil
+}
+
+func (e *UnavailableError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("pool: peer %s unavailable (%s): %v", e.Addr, e.State, e.Err)
+	}
+	return fmt.Sprintf("pool: peer %s unavailable (%s)", e.Addr, e.State)
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+func (e *UnavailableError) Is(target error) bool {
+	return target == ErrPeerUnavailable || target == hawser.ErrTransport
+}
+
+// Pool dials and keeps connections to peers.
+type Pool struct {
+	cfg     Config
+	backoff Backoff
+	clock   Clock
+	log     *slog.Logger
+	eng     *conn.Engine
+	ownEng  bool
+
+	mu     sync.Mutex
+	peers  map[string]*Peer
+	closed bool
+	dials  sync.WaitGroup
+}
+
+// New returns a Pool. Conn must carry TLS (or InsecurePlaintext) and a
+// ClusterKey.
+func New(cfg Config) (*Pool, error) {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = conn.DefaultTimeout
+	}
+	if cfg.InactivityTimeout == 0 {
+		cfg.InactivityTimeout = conn.DefaultInactivityTimeout
+	}
+	if cfg.RetriesMax <= 0 {
+		cfg.RetriesMax = config.DefaultRetriesMax
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = DefaultBackoffBase
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = config.DefaultBackoffMax.Duration()
+	}
+	if cfg.MaxConnsPerPeer <= 0 {
+		cfg.MaxConnsPerPeer = DefaultMaxConnsPerPeer
+	}
+	if cfg.Dial == nil {
+		cfg.Dial = conn.Dial
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if len(cfg.Conn.ClusterKey) < 16 {
+		return nil, fmt.Errorf("%w: pool needs a cluster key of at least 16 bytes", conn.ErrConfig)
+	}
+	p := &Pool{
+		cfg:     cfg,
+		backoff: Backoff{Base: cfg.BackoffBase, Max: cfg.BackoffMax},
+		clock:   cfg.Clock,
+		log:     cfg.Logger,
+		eng:     cfg.Engine,
+		peers:   map[string]*Peer{},
+	}
+	if p.clock == nil {
+		p.clock = realClock{}
+	}
+	if p.eng == nil {
+		eng, err := conn.NewEngine(conn.EngineConfig{})
+		if err != nil {
+			return nil, err
+		}
+		p.eng, p.ownEng = eng, true
+	}
+	return p, nil
+}
+
+// Peer returns the peer at addr (host:port), creating it idle.
+func (p *Pool) Peer(addr string) *Peer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pe := p.peers[addr]
+	if pe == nil {
+		pe = &Peer{pool: p, addr: addr}
+		pe.cfg = p.cfg.Conn
+		pe.cfg.Timeout = p.cfg.Timeout
+		pe.cfg.InactivityTimeout = p.cfg.InactivityTimeout
+		pe.cfg.OnClose = pe.onConnClose
+		p.peers[addr] = pe
+	}
+	return pe
+}
+
+// MarkAlive tells the pool that addr is alive (gossip saw it). A parked or
+// backing-off peer is dialed at once, with a fresh retry budget.
+func (p *Pool) MarkAlive(addr string) {
+	p.Peer(addr).wake()
+}
+
+// MarkDead tells the pool that addr is dead or has left: the peer is parked
+// and its connections are closed. Calls fail at once until MarkAlive.
+func (p *Pool) MarkDead(addr string) {
+	p.Peer(addr).park()
+}
+
+// Peers returns the addresses the pool knows and their states.
+func (p *Pool) Peers() map[string]State {
+	p.mu.Lock()
+	peers := make([]*Peer, 0, len(p.peers))
+	for _, pe := range p.peers {
+		peers = append(peers, pe)
+	}
+	p.mu.Unlock()
+	out := make(map[string]State, len(peers))
+	for _, pe := range peers {
+		out[pe.addr] = pe.State()
+	}
+	return out
+}
+
+// Close closes every connection, stops the timers and waits for dials in
+// progress; calls fail with ErrPoolClosed.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	peers := make([]*Peer, 0, len(p.peers))
+	for _, pe := range p.peers {
+		peers = append(peers, pe)
+	}
+	p.mu.Unlock()
+	for _, pe := range peers {
+		pe.close()
+	}
+	p.dials.Wait()
+	if p.ownEng {
+		return p.eng.Close()
+	}
+	return nil
+}
+
+func (p *Pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}

@@ -1,0 +1,376 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/hawser-rpc/hawser"
+	"github.com/hawser-rpc/hawser/conn"
+	"github.com/hawser-rpc/hawser/internal/certgen"
+	"github.com/hawser-rpc/hawser/server"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+}
+
+var key = []byte("pool-test-cluster-key!")
+
+var Echo = hawser.NewMethod[[]byte, []byte]("pool.test.Echo")
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// startServer serves Echo (and Block, which waits for release) on addr
+// ("127.0.0.1:0" for any port).
+func startServer(t *testing.T, addr string, mod func(*server.Config)) (*server.Server, string) {
+	t.Helper()
+	pair, err := certgen.SelfSigned("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	if p == 0 {
+		p = -1
+	}
+	cfg := server.Config{BindAddr: host, Port: p, Certificate: &pair.Cert, ClusterKey: key, Logger: quiet()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Handle(s, Echo, func(_ context.Context, b []byte) ([]byte, error) { return b, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Handle(s, Block, func(ctx context.Context, b []byte) ([]byte, error) {
+		select {
+		case <-blockRelease:
+		case <-ctx.Done():
+		}
+		return b, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background()) }()
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(); <-done })
+	return s, s.Addr().String()
+}
+
+var (
+	Block        = hawser.NewMethod[[]byte, []byte]("pool.test.Block")
+	blockRelease = make(chan struct{})
+)
+
+func newPool(t *testing.T, mod func(*Config)) *Pool {
+	t.Helper()
+	cfg := Config{Conn: conn.Config{TLS: conn.ClientTLS("", nil), ClusterKey: key}, Logger: quiet()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// fakeClock records AfterFunc calls; the test fires them.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	d       time.Duration
+	f       func()
+	stopped bool
+}
+
+func (t *fakeTimer) Stop() bool { t.stopped = true; return true }
+
+func (c *fakeClock) Now() time.Time { return c.now }
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{d: d, f: f}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+// fire runs the next pending timer, advancing the clock by its delay.
+func (c *fakeClock) fire(t *testing.T) time.Duration {
+	t.Helper()
+	c.mu.Lock()
+	var next *fakeTimer
+	for _, tm := range c.timers {
+		if !tm.stopped {
+			next = tm
+			break
+		}
+	}
+	if next == nil {
+		c.mu.Unlock()
+		t.Fatal("no timer pending")
+	}
+	next.stopped = true
+	c.now = c.now.Add(next.d)
+	c.mu.Unlock()
+	next.f()
+	return next.d
+}
+
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, tm := range c.timers {
+		if !tm.stopped {
+			n++
+		}
+	}
+	return n
+}
+
+// deadAddr returns a loopback address where nothing listens.
+func deadAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// Against an address where nothing listens: exactly rpc-retries-max
+// attempts, with backoff delays that grow, carry jitter and respect the
+// cap; then calls fail fast with ErrPeerUnavailable and no dial happens
+// until MarkAlive, which dials at once.
+func TestBackoffThenParkThenMarkAlive(t *testing.T) {
+	addr := deadAddr(t)
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	var dials atomic.Int32
+	var states []State
+	var smu sync.Mutex
+	const base, capD = 100 * time.Millisecond, 300 * time.Millisecond
+	p := newPool(t, func(c *Config) {
+		c.Clock = clock
+		c.RetriesMax = 5
+		c.BackoffBase, c.BackoffMax = base, capD
+		c.Dial = func(ctx context.Context, e *conn.Engine, a string, cfg *conn.Config) (*conn.Conn, error) {
+			dials.Add(1)
+			return conn.Dial(ctx, e, a, cfg)
+		}
+		c.OnStateChange = func(_ string, _, to State) {
+			smu.Lock()
+			states = append(states, to)
+			smu.Unlock()
+		}
+	})
+	peer := p.Peer(addr)
+	_, err := Echo.Call(context.Background(), peer, []byte("x"))
+	if !errors.Is(err, ErrPeerUnavailable) || !errors.Is(err, syscall.ECONNREFUSED) || !errors.Is(err, hawser.ErrTransport) {
+		t.Fatalf("first call: %v", err)
+	}
+	var delays []time.Duration
+	for peer.State() == BackingOff {
+		// Calls while backing off fail at once without dialing.
+		before := dials.Load()
+		if _, err := Echo.Call(context.Background(), peer, nil); !errors.Is(err, ErrPeerUnavailable) {
+			t.Fatalf("call while backing off: %v", err)
+		}
+		if dials.Load() != before {
+			t.Fatal("a call dialed while backing off")
+		}
+		delays = append(delays, clock.fire(t))
+		waitFor(t, func() bool { s := peer.State(); return s != Connecting })
+	}
+	if got := dials.Load(); got != 5 {
+		t.Fatalf("%d dial attempts, want rpc-retries-max = 5", got)
+	}
+	if peer.State() != Parked || clock.pending() != 0 {
+		t.Fatalf("state %v with %d timers pending, want parked and none", peer.State(), clock.pending())
+	}
+	if len(delays) != 4 {
+		t.Fatalf("%d backoff delays, want 4 between 5 attempts: %v", len(delays), delays)
+	}
+	t.Logf("backoff delays: %v", delays)
+	for i, d := range delays {
+		full := min(base<<i, capD)
+		if d < full/2 || d > full {
+			t.Fatalf("delay %d = %v outside [%v, %v]", i+1, d, full/2, full)
+		}
+		if d > capD {
+			t.Fatalf("delay %v above the cap %v", d, capD)
+		}
+		if i > 0 && full < capD && d < delays[i-1] {
+			t.Fatalf("delays shrank before the cap: %v", delays)
+		}
+	}
+	// Parked: calls fail at once, nothing is dialed, whatever the time.
+	clock.now = clock.now.Add(time.Hour)
+	for range 10 {
+		start := time.Now()
+		_, err := Echo.Call(context.Background(), peer, nil)
+		var ue *UnavailableError
+		if !errors.As(err, &ue) || ue.State != Parked {
+			t.Fatalf("parked call: %v", err)
+		}
+		if time.Since(start) > 50*time.Millisecond {
+			t.Fatal("a parked call did not fail fast")
+		}
+	}
+	if dials.Load() != 5 {
+		t.Fatal("a parked peer was dialed")
+	}
+	// The peer comes up; gossip says so; it is dialed at once.
+	startServer(t, addr, nil)
+	p.MarkAlive(addr)
+	waitFor(t, func() bool { return peer.State() == Up })
+	if dials.Load() != 6 {
+		t.Fatalf("%d dials after MarkAlive, want 6", dials.Load())
+	}
+	if out, err := Echo.Call(context.Background(), peer, []byte("back")); err != nil || string(out) != "back" {
+		t.Fatalf("%q %v", out, err)
+	}
+	smu.Lock()
+	t.Logf("states: %v", states)
+	smu.Unlock()
+}
+
+func TestBackoffJitterAndCap(t *testing.T) {
+	b := Backoff{Base: 100 * time.Millisecond, Max: 10 * time.Second}
+	for n := 1; n <= 12; n++ {
+		full := min(b.Base<<(n-1), b.Max)
+		seen := map[time.Duration]bool{}
+		for range 200 {
+			d := b.Delay(n)
+			if d < full/2 || d > full {
+				t.Fatalf("n=%d: %v outside [%v, %v]", n, d, full/2, full)
+			}
+			seen[d] = true
+		}
+		if len(seen) < 50 {
+			t.Fatalf("n=%d: only %d distinct delays in 200: no jitter", n, len(seen))
+		}
+	}
+}
+
+// Inactivity timeout 200 ms: the idle connection closes and the next call
+// dials again.
+func TestIdleConnectionRedialedOnDemand(t *testing.T) {
+	_, addr := startServer(t, "127.0.0.1:0", nil)
+	var dials atomic.Int32
+	p := newPool(t, func(c *Config) {
+		c.InactivityTimeout = 200 * time.Millisecond
+		c.Dial = func(ctx context.Context, e *conn.Engine, a string, cfg *conn.Config) (*conn.Conn, error) {
+			dials.Add(1)
+			return conn.Dial(ctx, e, a, cfg)
+		}
+	})
+	peer := p.Peer(addr)
+	if _, err := Echo.Call(context.Background(), peer, []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return peer.State() == Idle })
+	if peer.Stats().Conns != 0 {
+		t.Fatal("idle connection still held")
+	}
+	if _, err := Echo.Call(context.Background(), peer, []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := dials.Load(); got != 2 {
+		t.Fatalf("%d dials, want 2 (the second after the idle close)", got)
+	}
+}
+
+// A new connection when every connection has the acceptor's in-flight limit.
+func TestSecondConnectionAtInFlightLimit(t *testing.T) {
+	_, addr := startServer(t, "127.0.0.1:0", func(c *server.Config) { c.Conn.MaxCalls = 4 })
+	p := newPool(t, nil)
+	peer := p.Peer(addr)
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := Block.Call(context.Background(), peer, []byte("b")); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	waitFor(t, func() bool { return peer.Stats().Conns >= 2 })
+	close(blockRelease)
+	wg.Wait()
+	t.Logf("connections: %d", peer.Stats().Conns)
+}
+
+// A broken connection is re-dialed at once.
+func TestBrokenConnectionRedialed(t *testing.T) {
+	srv, addr := startServer(t, "127.0.0.1:0", nil)
+	p := newPool(t, nil)
+	peer := p.Peer(addr)
+	if _, err := Echo.Call(context.Background(), peer, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.Close() // every connection drops; nothing listens any more
+	startServer(t, addr, nil)
+	waitFor(t, func() bool { return peer.State() == Up && peer.Stats().Conns == 1 })
+	if _, err := Echo.Call(context.Background(), peer, []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// MarkDead parks a live peer: calls fail fast until MarkAlive.
+func TestMarkDeadParks(t *testing.T) {
+	_, addr := startServer(t, "127.0.0.1:0", nil)
+	p := newPool(t, nil)
+	peer := p.Peer(addr)
+	if _, err := Echo.Call(context.Background(), peer, nil); err != nil {
+		t.Fatal(err)
+	}
+	p.MarkDead(addr)
+	if _, err := Echo.Call(context.Background(), peer, nil); !errors.Is(err, ErrPeerUnavailable) {
+		t.Fatalf("got %v", err)
+	}
+	p.MarkAlive(addr)
+	waitFor(t, func() bool { return peer.State() == Up })
+	if _, err := Echo.Call(context.Background(), peer, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
