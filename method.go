@@ -2,6 +2,7 @@ package hawser
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -186,7 +187,7 @@ func (r *StreamReader[Item]) All() iter.Seq2[Item, error] {
 	return func(yield func(Item, error) bool) {
 		for {
 			it, err := r.Recv()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return
 			}
 			if !yield(it, err) || err != nil {

@@ -93,7 +93,7 @@ func TestPrefaceAndNegotiate(t *testing.T) {
 		t.Fatalf("preface is %d bytes", len(enc))
 	}
 	for i := range PrefaceSize {
-		if _, err := ParsePreface(enc[:i]); err != ErrNeedMore {
+		if _, err := ParsePreface(enc[:i]); !errors.Is(err, ErrNeedMore) {
 			t.Fatalf("prefix %d: %v", i, err)
 		}
 	}

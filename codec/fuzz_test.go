@@ -22,7 +22,7 @@ func FuzzParse(f *testing.F) {
 		rest := in
 		for {
 			fr, n, err := Parse(rest, DefaultMaxFrameSize)
-			if err == ErrNeedMore {
+			if errors.Is(err, ErrNeedMore) {
 				break
 			}
 			if err != nil {
@@ -38,7 +38,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatal("re-encoding differs")
 			}
 			for i := range n {
-				if _, _, err := Parse(rest[:i], DefaultMaxFrameSize); err != ErrNeedMore {
+				if _, _, err := Parse(rest[:i], DefaultMaxFrameSize); !errors.Is(err, ErrNeedMore) {
 					t.Fatalf("prefix %d of %d: %v", i, n, err)
 				}
 			}
@@ -62,7 +62,7 @@ func FuzzParse(f *testing.F) {
 			for {
 				fr, n, err := Parse(buf, DefaultMaxFrameSize)
 				if err != nil {
-					return err == ErrNeedMore
+					return errors.Is(err, ErrNeedMore)
 				}
 				fr.Body = bytes.Clone(fr.Body)
 				split = append(split, fr)
@@ -92,7 +92,7 @@ func FuzzHandshake(f *testing.F) {
 	body, _ := AppendHello(nil, &h)
 	f.Add(body)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		if _, err := ParsePreface(in); err != nil && err != ErrNeedMore && !errors.Is(err, ErrProtocol) {
+		if _, err := ParsePreface(in); err != nil && !errors.Is(err, ErrNeedMore) && !errors.Is(err, ErrProtocol) {
 			t.Fatalf("preface: %v", err)
 		}
 		got, err := ParseHello(in)

@@ -57,7 +57,8 @@ func goldenVectors(t *testing.T) []struct {
 		{"credit", f(Header{Kind: KindCredit, ID: 5, Arg: 65536}, nil)},
 		{"ping", f(Header{Kind: KindPing, Arg: 7}, nil)},
 		{"pong", f(Header{Kind: KindPong, Arg: 7}, nil)},
-		{"goaway", f(Header{Kind: KindGoAway, Code: CodeShutdown, Arg: 41}, nil)},
+		{"goaway", f(Header{Kind: KindGoAway, Arg: 41}, nil)},
+		{"goaway_error", f(Header{Kind: KindGoAway, Code: CodeProtocol, Arg: 41}, AppendErrorBody(nil, "", "bad frame"))},
 	}
 }
 

@@ -18,6 +18,8 @@ const (
 	// DefaultFragmentSize is the largest payload a sender puts in one frame;
 	// larger messages are split into CONTINUATION frames.
 	DefaultFragmentSize = 64 << 10
+	// HardMaxMessageSize bounds any announced max message size.
+	HardMaxMessageSize = 1 << 30
 	// DefaultMaxMessageSize is the largest reassembled message accepted.
 	DefaultMaxMessageSize = 16 << 20
 )

@@ -57,7 +57,7 @@ func TestStrictPrefixNeedsMore(t *testing.T) {
 	for _, f := range sampleFrames(t) {
 		enc := Append(nil, f)
 		for i := range len(enc) {
-			if _, _, err := Parse(enc[:i], DefaultMaxFrameSize); err != ErrNeedMore {
+			if _, _, err := Parse(enc[:i], DefaultMaxFrameSize); !errors.Is(err, ErrNeedMore) {
 				t.Fatalf("%v prefix %d/%d: got %v, want ErrNeedMore", f.Kind, i, len(enc), err)
 			}
 		}
@@ -98,7 +98,7 @@ func parseAll(t *testing.T, pieces [][]byte) []Frame {
 		buf = append(buf, p...)
 		for {
 			f, n, err := Parse(buf, DefaultMaxFrameSize)
-			if err == ErrNeedMore {
+			if errors.Is(err, ErrNeedMore) {
 				break
 			}
 			if err != nil {

@@ -239,7 +239,7 @@ func (h *Hello) setField(tag byte, v []byte) error {
 			}
 			h.MaxFrame = x
 		case tagMaxMessage:
-			if x < MinMaxFrameSize {
+			if x < MinMaxFrameSize || x > HardMaxMessageSize {
 				return ErrBadHello
 			}
 			h.MaxMessage = x

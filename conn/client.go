@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -181,7 +182,7 @@ func (c *Conn) register(ctx context.Context, cl *call) error {
 			c.mu.Unlock()
 			return &hawser.TransportError{Op: "call", Addr: c.remote, Err: ErrGoAway}
 		}
-		if len(c.pending) < int(c.peer.maxCalls) {
+		if len(c.pending) < int(c.peer.maxCalls) && (cl.stream == nil || c.streams < int(c.peer.maxStreams)) {
 			break
 		}
 		if c.slotWait == nil {
@@ -202,6 +203,9 @@ func (c *Conn) register(ctx context.Context, cl *call) error {
 	}
 	c.nextID += 2
 	c.pending[cl.id] = cl
+	if cl.stream != nil {
+		c.streams++
+	}
 	c.activity++
 	c.mu.Unlock()
 	return nil
@@ -217,27 +221,35 @@ func (c *Conn) abandon(cl *call) bool {
 		return false
 	}
 	delete(c.pending, cl.id)
-	c.callDoneLocked()
+	closeNow := c.callDoneLocked(cl)
 	c.mu.Unlock()
-	_ = c.queueFrameCtx(nil, codec.Header{Kind: codec.KindCancel, ID: cl.id}, nil, nil, cl.urgent, false, false)
+	_ = c.queueFrameCtx(context.Background(), codec.Header{Kind: codec.KindCancel, ID: cl.id}, nil, nil, cl.urgent, false, false)
+	if closeNow {
+		c.closeWith(ErrGoAway, codec.CodeOK)
+	}
 	return true
 }
 
-// callDoneLocked accounts for a call leaving pending.
-func (c *Conn) callDoneLocked() {
+// callDoneLocked accounts for cl leaving pending. It reports whether the
+// connection is draining and now idle, so the caller (after unlocking)
+// closes it.
+func (c *Conn) callDoneLocked(cl *call) bool {
+	if cl.stream != nil {
+		c.streams--
+	}
 	c.activity++
 	if c.slotWait != nil {
 		close(c.slotWait)
 		c.slotWait = nil
 	}
 	c.checkDrainedLocked()
+	return c.goingAway && len(c.pending) == 0
 }
 
 func (c *Conn) transportErr(err error) error {
-	if _, ok := err.(*hawser.TransportError); ok {
-		return err
-	}
-	if err == ErrMessageTooLarge || err == context.Canceled || err == context.DeadlineExceeded {
+	var te *hawser.TransportError
+	if errors.As(err, &te) || errors.Is(err, ErrMessageTooLarge) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	return &hawser.TransportError{Op: "call", Addr: c.remote, Err: err}
@@ -267,8 +279,7 @@ func (c *Conn) onResponse(m message) error {
 		}
 	}
 	delete(c.pending, id)
-	c.callDoneLocked()
-	closeNow := c.goingAway && len(c.pending) == 0
+	closeNow := c.callDoneLocked(cl)
 	c.mu.Unlock()
 
 	switch m.h.Kind {

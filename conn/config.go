@@ -167,8 +167,8 @@ func (c *Config) resolved(dialing bool) (*Config, error) {
 	if r.MaxMessageSize == 0 {
 		r.MaxMessageSize = codec.DefaultMaxMessageSize
 	}
-	if r.MaxMessageSize < codec.MinMaxFrameSize {
-		return nil, fmt.Errorf("%w: MaxMessageSize %d below %d", ErrConfig, r.MaxMessageSize, codec.MinMaxFrameSize)
+	if r.MaxMessageSize < codec.MinMaxFrameSize || r.MaxMessageSize > codec.HardMaxMessageSize {
+		return nil, fmt.Errorf("%w: MaxMessageSize %d outside [%d, %d]", ErrConfig, r.MaxMessageSize, codec.MinMaxFrameSize, codec.HardMaxMessageSize)
 	}
 	if r.StreamWindow == 0 {
 		r.StreamWindow = DefaultStreamWindow

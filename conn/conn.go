@@ -49,7 +49,6 @@ type Conn struct {
 	batch    chunks // plaintext taken from the queue by a flush
 	iov      [][]byte
 	dead     bool // onClose ran
-	lastPing uint32
 
 	wq writeQueue
 
@@ -58,7 +57,7 @@ type Conn struct {
 	nextID    uint32                 // dialer: next call ID (odd)
 	slotWait  chan struct{}          // dialer: closed when a call slot frees
 	inflight  map[uint32]*serverCall // acceptor: calls and streams being served
-	streams   int                    // acceptor: streams in inflight
+	streams   int                    // streams in pending (dialer) or inflight (acceptor)
 	ordered   []*serverCall          // acceptor: ModeOrdered calls waiting
 	ordering  bool                   // acceptor: the ordered goroutine runs
 	goingAway bool                   // a GOAWAY was sent or received
@@ -392,9 +391,12 @@ func (c *Conn) queueGoAwayError(code codec.Code, err error) {
 	}
 	body := codec.AppendErrorBody(nil, "", msg)
 	c.mu.Lock()
-	last := c.lastID
+	last := c.lastID // acceptor: the last call it accepted
+	if c.dialer {
+		last = 0
+	}
 	c.mu.Unlock()
-	c.queueFrame(codec.Header{Kind: codec.KindGoAway, Code: code, Arg: last}, body, nil, true, true)
+	_ = c.queueFrame(codec.Header{Kind: codec.KindGoAway, Code: code, Arg: last}, body, nil, true, true)
 }
 
 // onClose runs on the loop when the connection has closed, for any reason:

@@ -264,6 +264,9 @@ func acceptHandshake(ctx context.Context, cfg *Config, nc net.Conn) (*handshake,
 		return nil, nil, err
 	}
 	if err := h.readPreface(); err != nil {
+		if errors.Is(err, codec.ErrProtocol) {
+			h.refuse(codec.CodeProtocol, "bad preface")
+		}
 		return nil, nil, err
 	}
 	version, ok := codec.Negotiate(h.self, h.peer)

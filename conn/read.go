@@ -34,7 +34,7 @@ func (c *Conn) onTraffic() gnet.Action {
 			}
 		}
 		if err != nil {
-			if err == errWouldBlock {
+			if errors.Is(err, errWouldBlock) {
 				break
 			}
 			return c.failLoop(c.readError(err), codec.CodeOK)
@@ -108,7 +108,7 @@ func (c *Conn) parse() (act gnet.Action, stop bool) {
 	buf := *c.rbuf
 	for c.roff < c.rlen {
 		f, n, err := codec.Parse(buf[c.roff:c.rlen], c.cfg.MaxFrameSize)
-		if err == codec.ErrNeedMore {
+		if errors.Is(err, codec.ErrNeedMore) {
 			break
 		}
 		if err != nil {
@@ -216,6 +216,9 @@ func (c *Conn) onFirstFragment(f codec.Frame) error {
 		m.payload, m.owned = p, true
 	}
 	m.h.Flags &^= codec.FlagCompressed | codec.FlagMore
+	if len(m.payload) > int(c.cfg.MaxMessageSize) {
+		return fmt.Errorf("%w: message on ID %d exceeds %d bytes", codec.ErrMessageTooLarge, f.ID, c.cfg.MaxMessageSize)
+	}
 	if f.Flags&codec.FlagMore == 0 {
 		return c.dispatch(m)
 	}
@@ -329,10 +332,17 @@ func (c *Conn) onGoAway(f codec.Frame) error {
 	}
 	if c.dialer {
 		c.lastID = f.Arg
+		if c.slotWait != nil {
+			close(c.slotWait)
+			c.slotWait = nil
+		}
 		// Calls above Arg were not and will not be processed: safe to retry.
 		for id, cl := range c.pending {
 			if id > f.Arg {
 				delete(c.pending, id)
+				if cl.stream != nil {
+					c.streams--
+				}
 				failed = append(failed, cl)
 			}
 		}

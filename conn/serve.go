@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -280,14 +281,16 @@ func (sc *serverCall) finish(reply []byte, err error, onLoop bool) {
 	c.checkDrainedLocked()
 	c.mu.Unlock()
 	if !cancelled {
+		// A stream's items go in the bulk queue; its end must not overtake them.
+		urgent := sc.urgent && sc.stream == nil
 		switch {
 		case err != nil:
 			code, name, msg := hawser.WireError(err)
-			c.replyError(sc.id, code, name, msg, sc.urgent, onLoop)
+			c.replyError(sc.id, code, name, msg, urgent, onLoop)
 		case sc.stream != nil:
-			_ = c.queueFrameCtx(nil, codec.Header{Kind: codec.KindStreamEnd, ID: sc.id}, nil, nil, false, onLoop, true)
+			_ = c.queueFrameCtx(context.Background(), codec.Header{Kind: codec.KindStreamEnd, ID: sc.id}, nil, nil, false, onLoop, true)
 		default:
-			if e := c.sendMessage(nil, codec.Header{Kind: codec.KindReply, ID: sc.id}, nil, reply, sc.urgent, onLoop); e == ErrMessageTooLarge {
+			if e := c.sendMessage(context.Background(), codec.Header{Kind: codec.KindReply, ID: sc.id}, nil, reply, sc.urgent, onLoop); errors.Is(e, ErrMessageTooLarge) {
 				c.replyError(sc.id, codec.CodeMessageTooLarge, "", "reply exceeds the caller's maximum message size", sc.urgent, onLoop)
 			}
 		}
@@ -309,9 +312,12 @@ func (sc *serverCall) release() {
 
 // replyError queues an ERROR frame for a call.
 func (c *Conn) replyError(id uint32, code codec.Code, name, msg string, urgent, fromLoop bool) {
+	if code == codec.CodeOK {
+		code = codec.CodeUnknown // an error must carry an error code
+	}
 	var stack [256]byte
 	body := codec.AppendErrorBody(stack[:0], name, msg)
-	_ = c.queueFrameCtx(nil, codec.Header{Kind: codec.KindError, Code: code, ID: id}, nil, body, urgent, fromLoop, !fromLoop)
+	_ = c.queueFrameCtx(context.Background(), codec.Header{Kind: codec.KindError, Code: code, ID: id}, nil, body, urgent, fromLoop, !fromLoop)
 }
 
 // onCancel stops a call or stream on the loop: its context is cancelled and

@@ -18,8 +18,9 @@ import (
 // consumer takes an item, in CREDIT frames of at least W/4, and at once for
 // the fragments of an unfinished item while no finished item waits (else an
 // item larger than W could never finish). So a stalled consumer holds at
-// most W of finished items plus one unfinished item below W, and the
-// sender's queue for that stream stays within W as well.
+// most W of finished items plus one unfinished item (itself bounded by the
+// maximum message size), and the sender's queue for that stream stays
+// within W.
 
 // ErrStreamClosed is returned by Recv after Close.
 var ErrStreamClosed = errors.New("conn: stream closed")

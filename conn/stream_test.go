@@ -44,7 +44,7 @@ func countReq(n uint64, pad uint32) []byte {
 func drain(s hawser.RawStream, want uint64, pad int) error {
 	for i := uint64(0); ; i++ {
 		item, err := s.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			if i != want {
 				return fmt.Errorf("stream ended after %d items, want %d", i, want)
 			}

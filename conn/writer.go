@@ -62,14 +62,10 @@ func (c *Conn) waitSpaceLocked(ctx context.Context) error {
 		space := q.space
 		q.mu.Unlock()
 		var err error
-		if ctx == nil {
-			<-space
-		} else {
-			select {
-			case <-space:
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
+		select {
+		case <-space: // also closed when the connection closes
+		case <-ctx.Done():
+			err = ctx.Err()
 		}
 		q.mu.Lock()
 		if err != nil {
@@ -84,13 +80,13 @@ func (c *Conn) waitSpaceLocked(ctx context.Context) error {
 // never wait for space. fromLoop is true when called on the loop, which
 // flushes before it returns to gnet, so no task needs queuing.
 func (c *Conn) queueFrame(h codec.Header, prefix, payload []byte, urgent, fromLoop bool) error {
-	return c.queueFrameCtx(nil, h, prefix, payload, urgent, fromLoop, false)
+	return c.queueFrameCtx(context.Background(), h, prefix, payload, urgent, fromLoop, false)
 }
 
 // queueFrameCtx is queueFrame that, with wait set, first waits while the
-// queue is above the high-water mark (push back) until ctx ends; a nil ctx
-// waits until the connection closes. Urgent frames and frames queued on the
-// loop never wait.
+// queue is above the high-water mark (push back) until ctx ends or the
+// connection closes. Urgent frames and frames queued on the loop never
+// wait.
 func (c *Conn) queueFrameCtx(ctx context.Context, h codec.Header, prefix, payload []byte, urgent, fromLoop, wait bool) error {
 	h.Length = uint32(len(prefix) + len(payload))
 	var hb [codec.HeaderSize]byte
@@ -226,8 +222,7 @@ func (c *Conn) drainFire() {
 // frame and as many CONTINUATION frames as it takes, compressing each
 // fragment when both sides announced s2. prefix (the CALL prefix) goes in
 // the first frame only. Fragments of different messages interleave, so a
-// large message never holds the queue. ctx bounds the waits for space (nil:
-// until the connection closes).
+// large message never holds the queue. ctx bounds the waits for space.
 func (c *Conn) sendMessage(ctx context.Context, h codec.Header, prefix, payload []byte, urgent, fromLoop bool) error {
 	if len(payload) > int(c.peer.maxMessage) {
 		return ErrMessageTooLarge
@@ -261,7 +256,7 @@ func (c *Conn) sendMessage(ctx context.Context, h codec.Header, prefix, payload 
 			if !first {
 				// Abandon the message the peer is reassembling; in the same
 				// queue, so the CANCEL follows the fragments already queued.
-				_ = c.queueFrameCtx(nil, codec.Header{Kind: codec.KindCancel, ID: h.ID}, nil, nil, urgent, fromLoop, false)
+				_ = c.queueFrameCtx(context.Background(), codec.Header{Kind: codec.KindCancel, ID: h.ID}, nil, nil, urgent, fromLoop, false)
 			}
 			return err
 		}

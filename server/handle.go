@@ -29,16 +29,8 @@ type decodeError struct{ err error }
 func (e *decodeError) Error() string        { return "decoding request: " + e.err.Error() }
 func (e *decodeError) Unwrap() error        { return e.err }
 func (e *decodeError) RPCCode() hawser.Code { return codec.CodeInvalidArgument }
-func (e *decodeError) Is(target error) bool { return false }
-func newDecodeError(err error) *decodeError { return &decodeError{err} }
-func applyOpts(r *conn.Route, opts []Option) {
-	for _, o := range opts {
-		o(r)
-	}
-}
-func routeName(kind, name string) string { return fmt.Sprintf("%s %q", kind, name) }
 
-var _ = routeName
+func newDecodeError(err error) *decodeError { return &decodeError{err} }
 
 // Handle registers h for method m. For []byte requests the payload is valid
 // only until h returns (copy what you keep); decoded requests are owned by

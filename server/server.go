@@ -21,16 +21,15 @@ type Server struct {
 	ids    []uint64
 	pool   *workers.Pool
 
-	mu       sync.Mutex
-	started  bool
-	ln       net.Listener
-	eng      *conn.Engine
-	ccfg     *conn.Config
-	conns    map[*conn.Conn]struct{}
-	closing  bool
-	serveErr chan error
-	wg       sync.WaitGroup // accept loop and handshakes
-	ready    chan struct{}  // closed when listening
+	mu      sync.Mutex
+	started bool
+	ln      net.Listener
+	eng     *conn.Engine
+	ccfg    *conn.Config
+	conns   map[*conn.Conn]struct{}
+	closing bool
+	wg      sync.WaitGroup // accept loop and handshakes
+	ready   chan struct{}  // closed when listening
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.

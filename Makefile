@@ -1,0 +1,54 @@
+# hawser: the two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+GOLANGCI_VERSION := v2.15.0
+FUZZTIME ?= 30s
+BIN := $(CURDIR)/bin
+
+.PHONY: all test test-lib test-bench-module bench fuzz lint tidy demo clean
+
+all: test
+
+## test: race detector, shuffled order, every benchmark once; then the bench module, briefly.
+test: test-lib test-bench-module
+
+test-lib:
+	$(GO) vet ./...
+	$(GO) test -race -shuffle=on -count=1 -bench=. -benchtime=1x -timeout=20m ./...
+
+test-bench-module:
+	cd bench && $(GO) vet ./... && $(GO) build ./... && $(GO) test -race -count=1 -timeout=10m ./...
+
+## bench: the library's Go benchmarks with allocations (see README for the CLI).
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 -timeout=30m ./...
+
+## fuzz: every Fuzz target for FUZZTIME each (default 30s).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+## lint: golangci-lint at a pinned version, installed into ./bin.
+lint: $(BIN)/golangci-lint
+	$(BIN)/golangci-lint run ./...
+	cd bench && $(BIN)/golangci-lint run ./...
+
+$(BIN)/golangci-lint:
+	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+
+## tidy: fails if go.mod or go.sum are not tidy.
+tidy:
+	$(GO) mod tidy
+	cd bench && $(GO) mod tidy
+	git diff --exit-code -- go.mod go.sum bench/go.mod bench/go.sum
+
+## demo: an in-process server and client over TLS, with nothing to set up.
+demo:
+	cd bench && $(GO) run ./cmd/hawser-demo
+
+clean:
+	rm -rf $(BIN)
