@@ -266,19 +266,13 @@ func (e *panicError) RPCCode() codec.Code  { return codec.CodeInternal }
 func (e *panicError) Is(target error) bool { return false }
 
 // finish sends the reply, STREAM_END or ERROR unless the call was
-// cancelled, and recycles the call.
+// cancelled, then takes the call out of inflight and recycles it. The
+// outcome is queued before the call leaves inflight, so a graceful
+// shutdown that waits for inflight to empty never closes ahead of it.
 func (sc *serverCall) finish(reply []byte, err error, onLoop bool) {
 	c := sc.c
 	c.mu.Lock()
 	cancelled := sc.cancelled
-	if c.inflight[sc.id] == sc {
-		delete(c.inflight, sc.id)
-		if sc.stream != nil {
-			c.streams--
-		}
-	}
-	c.activity++
-	c.checkDrainedLocked()
 	c.mu.Unlock()
 	if !cancelled {
 		// A stream's items go in the bulk queue; its end must not overtake them.
@@ -295,6 +289,16 @@ func (sc *serverCall) finish(reply []byte, err error, onLoop bool) {
 			}
 		}
 	}
+	c.mu.Lock()
+	if c.inflight[sc.id] == sc {
+		delete(c.inflight, sc.id)
+		if sc.stream != nil {
+			c.streams--
+		}
+	}
+	c.activity++
+	c.checkDrainedLocked()
+	c.mu.Unlock()
 	sc.ctx.cancel(context.Canceled) // the handler returned: release its timer
 	sc.release()
 }

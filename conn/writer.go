@@ -148,7 +148,11 @@ func (c *Conn) flush() {
 	q.mu.Lock()
 	q.scheduled = false
 	q.urgent.takeInto(&c.batch, 1<<62)
-	if budget := gnetHigh - held; budget > 0 {
+	budget := gnetHigh - held
+	if c.closing.Load() {
+		budget = 1 << 62 // closing: everything queued goes out now
+	}
+	if budget > 0 {
 		q.normal.takeInto(&c.batch, budget)
 	}
 	more := q.normal.size > 0
