@@ -1,0 +1,48 @@
+// Package conn is one hawser connection: TLS and an authenticated handshake
+// off the event loop, then multiplexed calls and streams on a gnet v2 loop.
+//
+// Life of a connection. Dial (or, on the accepting side, Accept) runs TCP,
+// TLS (1.3 by default, 1.2 minimum; plaintext only with the option named
+// InsecurePlaintext) and the hawser handshake on the blocking socket,
+// bounded by Config.Timeout (rpc-timeout): prefaces with version ranges,
+// then HELLO/HELLO_ACK in which each side proves it holds the cluster key
+// with an HMAC over TLS exporter keying material, compared in constant
+// time. Only then is the socket enrolled on an Engine's event loop; no frame
+// other than the handshake is read before. PROTOCOL.md §5.
+//
+// On the loop. Reads decrypt TLS records on the loop through an adapter
+// whose Read reports "would block" in the form crypto/tls tolerates, and
+// frames are parsed in place. Writes from any goroutine append frames to a
+// queue in pooled chunks; the loop encrypts and writes what is queued with
+// one vectored write per flush (DESIGN.md §4). Urgent frames (control
+// frames, calls marked urgent and their replies) go ahead of bulk ones;
+// large messages travel as bounded fragments; a high-water mark on queued
+// bytes makes callers wait instead of growing the queue (PROTOCOL.md §9).
+//
+// Calls. Call, Go and OpenStream multiplex by request ID and complete out
+// of order. A context's deadline travels with the call and becomes the
+// handler's; cancelling the context sends CANCEL, which cancels the
+// handler's context; the connection stays up. Streams are flow-controlled
+// per stream by credit, so a consumer that stops reading stalls only its
+// own stream. When the connection breaks every pending call and stream
+// fails at once with a *hawser.TransportError; a handler's error arrives as
+// a *hawser.RemoteError. PING/PONG keepalive, an inactivity timeout and
+// GOAWAY (graceful drain) complete the lifecycle.
+//
+// Serving. An accepted connection resolves methods through a Router and
+// runs each handler on the Router's bounded pool (ModePool), on the loop
+// for handlers that never block (ModeInline), or in arrival order on a
+// goroutine of the connection (ModeOrdered).
+//
+// Lifetimes of bytes. A Request's Payload and Metadata are valid until the
+// handler returns, unless it calls Request.Keep. A reply returned by Call
+// and an item returned by Stream.Recv belong to the caller. Bytes passed
+// to Call or ServerStream.Send are copied before the function returns.
+//
+// Lock order: Conn.mu, then the write queue's mutex, then a stream's mutex.
+// No lock is held across a gnet call that can close the connection.
+//
+// This package knows one connection. Reconnection, backoff and many peers
+// are the pool package's; the listener and method registry are the server
+// package's.
+package conn
