@@ -2,9 +2,11 @@ package pool
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -57,17 +59,30 @@ const (
 	DefaultMaxConnsPerPeer = 4
 )
 
-// ConfigFromNode builds a Config from a node's configuration file; the
-// caller adds the TLS configuration (conn.ClientTLS(n.TLSDomain, roots)).
-func ConfigFromNode(n config.Node) Config {
+// ConfigFromNode builds a Config from a node's configuration file:
+// rpc-tls-domain (verified against rpc-ca-path, or the system roots),
+// rpc-timeout, rpc-inactivity-timeout, rpc-retries-max, rpc-backoff-max,
+// cluster-key and node-id.
+func ConfigFromNode(n config.Node) (Config, error) {
 	n = n.WithDefaults()
+	var roots *x509.CertPool
+	if n.CAPath != "" {
+		pem, err := os.ReadFile(n.CAPath)
+		if err != nil {
+			return Config{}, fmt.Errorf("pool: rpc-ca-path: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return Config{}, fmt.Errorf("pool: rpc-ca-path %s holds no PEM certificate", n.CAPath)
+		}
+	}
 	return Config{
-		Conn:              conn.Config{ClusterKey: []byte(n.ClusterKey), NodeID: n.NodeID, TLS: conn.ClientTLS(n.TLSDomain, nil)},
+		Conn:              conn.Config{ClusterKey: []byte(n.ClusterKey), NodeID: n.NodeID, TLS: conn.ClientTLS(n.TLSDomain, roots)},
 		Timeout:           n.Timeout.Duration(),
 		InactivityTimeout: n.InactivityTimeout.Duration(),
 		RetriesMax:        n.RetriesMax,
 		BackoffMax:        n.BackoffMax.Duration(),
-	}
+	}, nil
 }
 
 // State is a peer's connection state.

@@ -2,10 +2,12 @@ package pool
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hawser-rpc/hawser"
+	"github.com/hawser-rpc/hawser/config"
 	"github.com/hawser-rpc/hawser/conn"
 	"github.com/hawser-rpc/hawser/internal/certgen"
 	"github.com/hawser-rpc/hawser/server"
@@ -372,5 +375,46 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// The node file's TLS keys reach the dialer: rpc-tls-domain with rpc-ca-path
+// verifies the acceptor's certificate.
+func TestConfigFromNodeTLS(t *testing.T) {
+	ca, err := certgen.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue("node-a.cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr := startServer(t, "127.0.0.1:0", func(c *server.Config) { c.Certificate = &leaf.Cert })
+	caPath := t.TempDir() + "/ca.pem"
+	if err := os.WriteFile(caPath, ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		domain string
+		ok     bool
+	}{{"node-a.cluster", true}, {"node-b.cluster", false}} {
+		cfg, err := ConfigFromNode(config.Node{TLSDomain: tc.domain, CAPath: caPath, ClusterKey: string(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Logger = quiet()
+		p, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Echo.Call(context.Background(), p.Peer(addr), []byte("x"))
+		var cve *tls.CertificateVerificationError
+		if tc.ok && err != nil || !tc.ok && !errors.As(err, &cve) {
+			t.Fatalf("domain %s: %v", tc.domain, err)
+		}
+		_ = p.Close()
+	}
+	if _, err := ConfigFromNode(config.Node{CAPath: "/nonexistent.pem"}); err == nil {
+		t.Fatal("missing rpc-ca-path accepted")
 	}
 }
