@@ -1,6 +1,7 @@
 package codec_test
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,7 +18,7 @@ func Example() {
 	})
 
 	_, _, err := codec.Parse(frame[:10], codec.DefaultMaxFrameSize)
-	fmt.Println(err == codec.ErrNeedMore)
+	fmt.Println(errors.Is(err, codec.ErrNeedMore))
 
 	f, n, err := codec.Parse(frame, codec.DefaultMaxFrameSize)
 	call, _ := codec.ParseCall(f.Header, f.Body)
