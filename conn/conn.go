@@ -117,7 +117,7 @@ func Dial(ctx context.Context, e *Engine, addr string, cfg *Config) (*Conn, erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, rc.Timeout)
 	defer cancel()
-	var d net.Dialer
+	d := net.Dialer{Control: rc.socketControl}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, &hawser.TransportError{Op: "dial", Addr: addr, Err: err}
@@ -146,6 +146,10 @@ func Accept(ctx context.Context, e *Engine, nc net.Conn, cfg *Config) (*Conn, er
 	}
 	ctx, cancel := context.WithTimeout(ctx, rc.Timeout)
 	defer cancel()
+	if tc, ok := nc.(*net.TCPConn); ok && rc.SocketBuffer > 0 {
+		_ = tc.SetReadBuffer(rc.SocketBuffer)
+		_ = tc.SetWriteBuffer(rc.SocketBuffer)
+	}
 	h, pi, err := acceptHandshake(ctx, rc, nc)
 	if err != nil {
 		_ = nc.Close()

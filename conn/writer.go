@@ -110,6 +110,7 @@ func (c *Conn) queueFrameCtx(ctx context.Context, h codec.Header, prefix, payloa
 	dst.write(hb[:])
 	dst.write(prefix)
 	dst.write(payload)
+	dst.endFrame()
 	trigger := !fromLoop && !q.scheduled
 	if trigger {
 		q.scheduled = true

@@ -1,0 +1,130 @@
+package conn
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hawser-rpc/hawser"
+)
+
+// A small urgent call is not queued behind bulk data on the same
+// connection: urgent calls complete while a large transfer is still going.
+func TestUrgentOvertakesBulk(t *testing.T) {
+	r := newTestRouter()
+	big := make([]byte, 8<<20)
+	bulk := r.handle("bulk", &Route{Unary: func(context.Context, *Request) ([]byte, error) { return big, nil }})
+	beat := r.handle("beat", echoRoute(ModeInline))
+	srv := startServer(t, r, func(c *Config) { c.MaxMessageSize = 64 << 20 })
+	c := dialTest(t, newClientEngine(t), srv.addr(), func(c *Config) { c.MaxMessageSize = 64 << 20 })
+
+	var bulkDone atomic.Bool
+	var wg sync.WaitGroup
+	for range 4 { // 32 MiB of replies in flight
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Call(context.Background(), bulk, nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	go func() { wg.Wait(); bulkDone.Store(true) }()
+	var during int
+	var worst time.Duration
+	for !bulkDone.Load() {
+		start := time.Now()
+		if _, err := c.Call(context.Background(), beat, []byte("hb"), hawser.Urgent()); err != nil {
+			t.Fatal(err)
+		}
+		if !bulkDone.Load() {
+			during++
+			worst = max(worst, time.Since(start))
+		}
+	}
+	wg.Wait()
+	t.Logf("%d urgent calls completed during 32 MiB of bulk replies; slowest %v", during, worst)
+	if during < 3 {
+		t.Fatalf("only %d urgent calls completed while bulk data flowed", during)
+	}
+}
+
+// Pipelined calls to a ModeOrdered method run in send order and their
+// replies complete in send order.
+func TestPipelineInOrder(t *testing.T) {
+	r := newTestRouter()
+	var mu sync.Mutex
+	var seen []uint64
+	m := r.handle("append", &Route{Mode: ModeOrdered, Unary: func(_ context.Context, req *Request) ([]byte, error) {
+		mu.Lock()
+		seen = append(seen, binary.BigEndian.Uint64(req.Payload))
+		mu.Unlock()
+		return req.Payload, nil
+	}})
+	srv := startServer(t, r, nil)
+	c := dialTest(t, newClientEngine(t), srv.addr(), nil)
+	const n = 500
+	futures := make([]*Future, n)
+	for i := range n {
+		f, err := c.Go(context.Background(), m, binary.BigEndian.AppendUint64(nil, uint64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		futures[i] = f
+	}
+	// Replies complete in send order: when reply i is done, every earlier
+	// one is too.
+	for i, f := range futures {
+		out, err := f.Wait()
+		if err != nil || binary.BigEndian.Uint64(out) != uint64(i) {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		for _, g := range futures[:i] {
+			select {
+			case <-g.Done():
+			default:
+				t.Fatalf("reply %d completed before an earlier one", i)
+			}
+		}
+	}
+	for i, v := range seen {
+		if v != uint64(i) {
+			t.Fatalf("handler saw call %d at position %d", v, i)
+		}
+	}
+}
+
+// A handler that keeps its request bytes (Request.Keep) finds them intact
+// after many later calls have reused the buffers.
+func TestKeptPayloadNotRecycled(t *testing.T) {
+	for _, mode := range []Mode{ModePool, ModeInline, ModeOrdered} {
+		r := newTestRouter()
+		var mu sync.Mutex
+		var kept [][]byte
+		m := r.handle("keep", &Route{Mode: mode, Unary: func(_ context.Context, req *Request) ([]byte, error) {
+			req.Keep()
+			mu.Lock()
+			kept = append(kept, req.Payload)
+			mu.Unlock()
+			return nil, nil
+		}})
+		srv := startServer(t, r, nil)
+		c := dialTest(t, newClientEngine(t), srv.addr(), nil)
+		for i := range 300 {
+			if _, err := c.Call(context.Background(), m, bytes.Repeat([]byte{byte(i)}, 1000+i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Lock()
+		for i, b := range kept {
+			if !bytes.Equal(b, bytes.Repeat([]byte{byte(i)}, 1000+i)) {
+				t.Fatalf("mode %d: kept payload %d was overwritten", mode, i)
+			}
+		}
+		mu.Unlock()
+	}
+}
