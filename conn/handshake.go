@@ -97,6 +97,21 @@ func newHandshake(cfg *Config, nc net.Conn) *handshake {
 	return h
 }
 
+// start runs the TLS handshake (tls.Client or tls.Server) unless the
+// connection is plaintext, and makes this side's preface.
+func (h *handshake) start(ctx context.Context, newTLS func(net.Conn, *tls.Config) *tls.Conn) error {
+	if !h.cfg.InsecurePlaintext {
+		h.tc = newTLS(h.tr, h.cfg.TLS)
+		if err := h.tc.HandshakeContext(ctx); err != nil {
+			return err
+		}
+		h.rw = h.tc
+	}
+	var err error
+	h.self, err = newPreface(h.cfg.versions)
+	return err
+}
+
 func (h *handshake) binding() ([]byte, error) {
 	if h.tc == nil {
 		b := make([]byte, 0, 64)
@@ -162,15 +177,7 @@ func dialHandshake(ctx context.Context, cfg *Config, nc net.Conn) (*handshake, *
 	h := newHandshake(cfg, nc)
 	stop := watchDeadline(ctx, nc)
 	defer stop()
-	if !cfg.InsecurePlaintext {
-		h.tc = tls.Client(h.tr, cfg.TLS)
-		if err := h.tc.HandshakeContext(ctx); err != nil {
-			return nil, nil, err
-		}
-		h.rw = h.tc
-	}
-	var err error
-	if h.self, err = newPreface(cfg.versions); err != nil {
+	if err := h.start(ctx, tls.Client); err != nil {
 		return nil, nil, err
 	}
 	out := codec.AppendPreface(make([]byte, 0, 512), h.self)
@@ -249,15 +256,7 @@ func acceptHandshake(ctx context.Context, cfg *Config, nc net.Conn) (*handshake,
 	h := newHandshake(cfg, nc)
 	stop := watchDeadline(ctx, nc)
 	defer stop()
-	if !cfg.InsecurePlaintext {
-		h.tc = tls.Server(h.tr, cfg.TLS)
-		if err := h.tc.HandshakeContext(ctx); err != nil {
-			return nil, nil, err
-		}
-		h.rw = h.tc
-	}
-	var err error
-	if h.self, err = newPreface(cfg.versions); err != nil {
+	if err := h.start(ctx, tls.Server); err != nil {
 		return nil, nil, err
 	}
 	if _, err := h.rw.Write(codec.AppendPreface(nil, h.self)); err != nil {

@@ -12,13 +12,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/hawser-rpc/hawser/internal/leaktest"
 )
 
-// gnet starts a global ants worker pool at package init; it is not ours.
-var leakOpts = []goleak.Option{
-	goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-	goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
-}
+var leakOpts = leaktest.Options()
 
 const childEnv = "HAWSER_CONN_TEST_CHILD"
 

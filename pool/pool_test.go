@@ -21,13 +21,12 @@ import (
 	"github.com/hawser-rpc/hawser/config"
 	"github.com/hawser-rpc/hawser/conn"
 	"github.com/hawser-rpc/hawser/internal/certgen"
+	"github.com/hawser-rpc/hawser/internal/leaktest"
 	"github.com/hawser-rpc/hawser/server"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+	goleak.VerifyTestMain(m, leaktest.Options()...)
 }
 
 var key = []byte("pool-test-cluster-key!")

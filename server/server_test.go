@@ -21,12 +21,11 @@ import (
 	"github.com/hawser-rpc/hawser/config"
 	"github.com/hawser-rpc/hawser/conn"
 	"github.com/hawser-rpc/hawser/internal/certgen"
+	"github.com/hawser-rpc/hawser/internal/leaktest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+	goleak.VerifyTestMain(m, leaktest.Options()...)
 }
 
 var key = []byte("server-test-cluster-key")
