@@ -268,3 +268,34 @@ func bombFrame(t *testing.T, method uint64) []byte {
 	body := append(codec.AppendCallPrefix(nil, method, nil), bomb...)
 	return codec.Append(nil, codec.Frame{Header: codec.Header{Kind: codec.KindCall, Flags: codec.FlagCompressed, ID: 1}, Body: body})
 }
+
+// DialRaw gives an authenticated byte stream a hostile peer can write
+// frames to.
+func TestDialRaw(t *testing.T) {
+	r := newTestRouter()
+	echo := r.handle("echo", echoRoute(ModeInline))
+	srv := startServer(t, r, nil)
+	nc, err := net.Dial("tcp", srv.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	rw, err := DialRaw(context.Background(), nc, clientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := codec.Append(nil, codec.Frame{Header: codec.Header{Kind: codec.KindCall, ID: 1}, Body: append(codec.AppendCallPrefix(nil, echo, nil), "raw"...)})
+	if _, err := rw.Write(call); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 64)
+	n, err := io.ReadAtLeast(rw, buf, codec.HeaderSize+3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := codec.Parse(buf[:n], codec.DefaultMaxFrameSize)
+	if err != nil || f.Kind != codec.KindReply || string(f.Body) != "raw" {
+		t.Fatalf("%+v %v", f.Header, err)
+	}
+}
