@@ -5,7 +5,7 @@ GOLANGCI_VERSION := v2.15.0
 FUZZTIME ?= 30s
 BIN := $(CURDIR)/bin
 
-.PHONY: all test test-lib test-bench-module bench fuzz lint tidy demo clean
+.PHONY: all test test-lib test-bench-module bench bench-go fuzz lint tidy demo clean FORCE
 
 all: test
 
@@ -19,8 +19,23 @@ test-lib:
 test-bench-module:
 	cd bench && $(GO) vet ./... && $(GO) build ./... && $(GO) test -race -count=1 -timeout=10m ./...
 
-## bench: the library's Go benchmarks with allocations (see README for the CLI).
-bench:
+## bench: hawser against grpc, arpc, net/rpc and raw TLS with the benchmark CLI
+## (a default matrix in under 5 minutes; table on stdout, JSON and plot in bench/results/).
+BENCH_FLAGS ?= --duration 3s --warmup 1s --rounds 2
+bench: $(BIN)/hawser-bench
+	mkdir -p bench/results
+	$(BIN)/hawser-bench --scenario unary --impl hawser,grpc,arpc,netrpc,raw --size 64,1024 --conc 1,256 \
+	  $(BENCH_FLAGS) --json bench/results/unary.json --plot bench/results/unary.png
+	$(BIN)/hawser-bench --scenario stream --impl hawser,grpc,raw --size 64 --conc 1,8 \
+	  $(BENCH_FLAGS) --json bench/results/stream.json --plot bench/results/stream.png
+
+$(BIN)/hawser-bench: FORCE
+	cd bench && $(GO) build -o $(BIN)/hawser-bench ./cmd/hawser-bench
+
+FORCE:
+
+## bench-go: the library's Go micro-benchmarks, with allocations.
+bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 -timeout=30m ./...
 
 ## fuzz: every Fuzz target for FUZZTIME each (default 30s).

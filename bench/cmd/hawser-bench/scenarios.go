@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"text/tabwriter"
+
+	"github.com/hawser-rpc/hawser/bench/internal/impl"
+)
+
+// A scenario is a kind of benchmark. To add one, write its run (and print)
+// functions and register it here: the CLI's flags, progress bar, JSON and
+// plot come with it.
+type scenario struct {
+	// check validates the options for this scenario.
+	check func(o *options) error
+	// runs is how many runs the progress bar counts.
+	runs func(o *options) int
+	// run executes the scenario; it calls progress after each run. Each
+	// returned row becomes one JSON line.
+	run func(ctx context.Context, o *options, progress func(desc string)) ([]any, error)
+	// print writes the terminal table.
+	print func(w io.Writer, o *options, rows []any)
+	// plot writes a chart, or is nil.
+	plot func(path string, rows []any) error
+}
+
+var scenarios = map[string]scenario{
+	"unary":  {check: checkRPC(false), runs: rpcRuns, run: runRPC, print: printRPC, plot: plotRPC},
+	"stream": {check: checkRPC(true), runs: rpcRuns, run: runRPC, print: printRPC, plot: plotRPC},
+}
+
+func scenarioNames() []string {
+	var out []string
+	for n := range scenarios {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func checkRPC(streams bool) func(o *options) error {
+	return func(o *options) error {
+		for _, name := range o.impls {
+			im, err := impl.Get(name)
+			if err != nil {
+				return err
+			}
+			if streams && !im.Streams {
+				return fmt.Errorf("%s has no server streaming", name)
+			}
+		}
+		if streams && o.rate > 0 {
+			return fmt.Errorf("--rate applies to the unary scenario")
+		}
+		return nil
+	}
+}
+
+func rpcRuns(o *options) int { return len(o.sizes) * len(o.concs) * o.rounds * len(o.impls) }
+
+func printRPC(w io.Writer, o *options, rows []any) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	unit := "calls/s"
+	if o.scenario == "stream" {
+		unit = "items/s"
+	}
+	fmt.Fprintf(tw, "impl\tsize\tconc\tconns\t%s\tvs grpc\tp50 µs\tp90 µs\tp99 µs\tp99.9 µs\tmax µs\terrors\tsrv cpu µs/call\tcli cpu µs/call\tallocs/call\t\n", unit)
+	for _, r := range rows {
+		x := r.(*rpcRow)
+		vs := "-"
+		if x.VsGRPC > 0 {
+			vs = fmt.Sprintf("%.2fx", x.VsGRPC)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%.2f\t%.2f\t%.1f\t\n",
+			x.Impl, x.Size, x.Conc, x.Conns, x.QPS, vs, x.P50, x.P90, x.P99, x.P999, x.Max, x.Errors,
+			x.ServerCPU, x.ClientCPU, x.Allocs)
+	}
+	_ = tw.Flush()
+	mode := "closed loop"
+	if o.rate > 0 {
+		mode = fmt.Sprintf("open loop at %.0f calls/s", o.rate)
+	}
+	fmt.Fprintf(w, "\n%s, TLS 1.3, %d round(s) of %v (+%v warm-up), medians; cpu and allocs per call count the whole process.\n",
+		mode, o.rounds, o.duration, o.warmup)
+}
