@@ -422,8 +422,15 @@ func (c *Conn) onClose(gerr error) {
 		}
 	}
 	cause := c.closeErr
-	pending, inflight := c.pending, c.inflight
-	c.pending, c.inflight = nil, nil
+	pending := c.pending
+	c.pending = nil
+	// Cancel handlers under c.mu: a handler returning now releases its
+	// serverCall (finish) only after taking c.mu, so none is recycled while
+	// this loop still holds it.
+	for _, sc := range c.inflight {
+		sc.ctx.cancel(cause)
+	}
+	c.inflight = nil
 	c.ordered = nil
 	if c.slotWait != nil {
 		close(c.slotWait)
@@ -437,9 +444,6 @@ func (c *Conn) onClose(gerr error) {
 	terr := &hawser.TransportError{Op: "call", Addr: c.remote, Err: cause}
 	for _, cl := range pending {
 		cl.fail(terr)
-	}
-	for _, sc := range inflight {
-		sc.ctx.cancel(cause)
 	}
 	c.wq.close(terr)
 	if c.rbuf != nil {

@@ -337,11 +337,13 @@ func (c *Conn) onCancel(id uint32) {
 	c.mu.Unlock()
 }
 
-// onCredit grows a stream's window on the loop.
+// onCredit grows a stream's window on the loop. It holds c.mu while it uses
+// the call: a handler returning now releases its serverCall (finish) only
+// after taking c.mu.
 func (c *Conn) onCredit(id, n uint32) error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	sc := c.inflight[id]
-	c.mu.Unlock()
 	if sc == nil {
 		return nil // the stream ended; credit in flight
 	}
