@@ -132,7 +132,7 @@ func (h *handshake) isDialer() bool { return h.cfg.Router == nil }
 func (h *handshake) readPreface() error {
 	var b [codec.PrefaceSize]byte
 	if _, err := io.ReadFull(h.rw, b[:]); err != nil {
-		return err
+		return closedDuringHandshake(err)
 	}
 	p, err := codec.ParsePreface(b[:])
 	if err != nil {
@@ -146,7 +146,7 @@ func (h *handshake) readPreface() error {
 func (h *handshake) readHandshakeFrame() (codec.Frame, error) {
 	var hb [codec.HeaderSize]byte
 	if _, err := io.ReadFull(h.rw, hb[:]); err != nil {
-		return codec.Frame{}, err
+		return codec.Frame{}, closedDuringHandshake(err)
 	}
 	hdr, err := codec.ParseHeader(hb[:], codec.MaxHelloSize)
 	if err != nil {
@@ -154,9 +154,17 @@ func (h *handshake) readHandshakeFrame() (codec.Frame, error) {
 	}
 	body := make([]byte, hdr.Length)
 	if _, err := io.ReadFull(h.rw, body); err != nil {
-		return codec.Frame{}, err
+		return codec.Frame{}, closedDuringHandshake(err)
 	}
 	return codec.Frame{Header: hdr, Body: body}, nil
+}
+
+// closedDuringHandshake names a peer that hung up mid-handshake.
+func closedDuringHandshake(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: the peer closed the connection: %w", ErrHandshake, err)
+	}
+	return err
 }
 
 // refuse sends a GOAWAY with code and message: the handshake failed.
@@ -228,7 +236,11 @@ func dialHandshake(ctx context.Context, cfg *Config, nc net.Conn) (*handshake, *
 	case codec.KindHelloAck:
 	case codec.KindGoAway:
 		eb, _ := codec.ParseErrorBody(f.Body)
-		return nil, nil, &PeerError{Code: f.Code, Message: string(eb.Message)}
+		pe := &PeerError{Code: f.Code, Message: string(eb.Message)}
+		if f.Code == codec.CodeUnauthenticated || f.Code == codec.CodeVersionMismatch {
+			return nil, nil, pe // matches ErrAuth or ErrVersionMismatch
+		}
+		return nil, nil, fmt.Errorf("%w: refused by the acceptor: %w", ErrHandshake, pe)
 	default:
 		return nil, nil, fmt.Errorf("%w: expected HELLO_ACK, got %v", ErrHandshake, f.Kind)
 	}

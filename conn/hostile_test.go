@@ -299,3 +299,27 @@ func TestDialRaw(t *testing.T) {
 		t.Fatalf("%+v %v", f.Header, err)
 	}
 }
+
+// A single-frame message on an ID whose fragmented message is still being
+// reassembled is a protocol violation (it would get two replies).
+func TestFirstFrameDuringReassembly(t *testing.T) {
+	r := newTestRouter()
+	echo := r.handle("echo", echoRoute(ModePool))
+	srv := startServer(t, r, nil)
+	p := dialRaw(t, srv.addr())
+	first := codec.Append(nil, codec.Frame{Header: codec.Header{Kind: codec.KindCall, Flags: codec.FlagMore, ID: 1}, Body: append(codec.AppendCallPrefix(nil, echo, nil), "ab"...)})
+	again := codec.Append(nil, codec.Frame{Header: codec.Header{Kind: codec.KindCall, ID: 1}, Body: append(codec.AppendCallPrefix(nil, echo, nil), "cd"...)})
+	p.write(t, append(first, again...))
+	frames, err := p.readFrames()
+	if isTimeout(err) {
+		t.Fatal("not closed")
+	}
+	for _, f := range frames {
+		if f.Kind == codec.KindReply {
+			t.Fatalf("got a REPLY for the interleaved message: %v", frames)
+		}
+	}
+	if code, ok := goAwayCode(frames); !ok || code != codec.CodeProtocol {
+		t.Fatalf("frames %v", frames)
+	}
+}

@@ -216,6 +216,9 @@ func (c *Conn) onFirstFragment(f codec.Frame) error {
 		m.payload, m.owned = p, true
 	}
 	m.h.Flags &^= codec.FlagCompressed | codec.FlagMore
+	if _, busy := c.asm[f.ID]; busy {
+		return fmt.Errorf("%w: a second message started on ID %d before the first ended", codec.ErrBadFrame, f.ID)
+	}
 	if len(m.payload) > int(c.cfg.MaxMessageSize) {
 		return fmt.Errorf("%w: message on ID %d exceeds %d bytes", codec.ErrMessageTooLarge, f.ID, c.cfg.MaxMessageSize)
 	}
@@ -225,9 +228,6 @@ func (c *Conn) onFirstFragment(f codec.Frame) error {
 	// Start reassembly: copy what aliases the read buffer.
 	if c.asm == nil {
 		c.asm = make(map[uint32]*assembly)
-	}
-	if _, dup := c.asm[f.ID]; dup {
-		return fmt.Errorf("%w: a second message started on ID %d before the first ended", codec.ErrBadFrame, f.ID)
 	}
 	if len(c.asm) >= int(c.cfg.MaxCalls)+int(c.cfg.MaxStreams) {
 		return fmt.Errorf("%w: too many messages in reassembly", codec.ErrMessageTooLarge)
