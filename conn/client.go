@@ -159,7 +159,8 @@ func (c *Conn) start(ctx context.Context, cl *call, method uint64, req []byte, o
 		prefix = codec.AppendCallPrefix(make([]byte, 0, codec.CallPrefixLen(o.Metadata)), method, o.Metadata)
 	}
 	if err := c.sendMessage(ctx, h, prefix, req, o.Urgent, false); err != nil {
-		if c.abandon(cl) {
+		if c.abandon(cl) || cl.stream != nil {
+			// A stream failed meanwhile was ended through its Stream, not done.
 			return c.transportErr(err)
 		}
 		<-cl.done // a close or GOAWAY completed it meanwhile
@@ -266,7 +267,16 @@ func (c *Conn) onResponse(m message) error {
 		return nil
 	}
 	st := cl.stream
+	var eb codec.ErrorBody
 	switch m.h.Kind {
+	case codec.KindError:
+		// Validate before the call leaves pending: a violation closes the
+		// connection, and onClose then fails the call with everything else.
+		var err error
+		if eb, err = codec.ParseErrorBody(m.payload); err != nil {
+			c.mu.Unlock()
+			return err
+		}
 	case codec.KindReply:
 		if st != nil {
 			c.mu.Unlock()
@@ -292,10 +302,6 @@ func (c *Conn) onResponse(m message) error {
 	case codec.KindStreamEnd:
 		st.end(nil)
 	case codec.KindError:
-		eb, err := codec.ParseErrorBody(m.payload)
-		if err != nil {
-			return err
-		}
 		cl.fail(hawser.NewRemoteError(m.h.Code, string(eb.Name), string(eb.Message)))
 	}
 	if closeNow {

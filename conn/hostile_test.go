@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hawser-rpc/hawser"
 	"github.com/hawser-rpc/hawser/codec"
 )
 
@@ -321,5 +322,54 @@ func TestFirstFrameDuringReassembly(t *testing.T) {
 	}
 	if code, ok := goAwayCode(frames); !ok || code != codec.CodeProtocol {
 		t.Fatalf("frames %v", frames)
+	}
+}
+
+// A malformed ERROR from a hostile acceptor fails the pending call with a
+// transport error; it never leaves the caller waiting.
+func TestMalformedErrorFailsCall(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r := newTestRouter()
+	m := r.handle("m", echoRoute(ModeInline))
+	acfg, err := serverConfig(t, r).resolved(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		h, _, err := acceptHandshake(context.Background(), acfg, nc)
+		if err != nil {
+			return
+		}
+		var hb [codec.HeaderSize + 64]byte
+		if _, err := io.ReadAtLeast(h.rw, hb[:], codec.HeaderSize+codec.CallPrefixSize); err != nil {
+			return
+		}
+		// An ERROR whose name length runs past the body.
+		bad := codec.Append(nil, codec.Frame{Header: codec.Header{Kind: codec.KindError, Code: codec.CodeInternal, ID: 1}, Body: []byte{200, 'x'}})
+		_, _ = h.rw.Write(bad)
+		time.Sleep(200 * time.Millisecond)
+	}()
+	c := dialTest(t, newClientEngine(t), ln.Addr().String(), nil)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Call(context.Background(), m, []byte("x"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, hawser.ErrTransport) {
+			t.Fatalf("got %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the call hangs after a malformed ERROR")
 	}
 }
