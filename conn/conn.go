@@ -41,14 +41,15 @@ type Conn struct {
 	loop gnet.EventLoop
 
 	// Owned by the event loop.
-	rbuf     *[]byte // received plaintext; nil when empty
-	roff     int
-	rlen     int
-	asm      map[uint32]*assembly // messages being reassembled
-	asmBytes int
-	batch    chunks // plaintext taken from the queue by a flush
-	iov      [][]byte
-	dead     bool // onClose ran
+	rbuf       *[]byte // received plaintext; nil when empty
+	roff       int
+	rlen       int
+	asm        map[uint32]*assembly // messages being reassembled
+	asmBytes   int
+	batch      chunks // plaintext taken from the queue by a flush
+	lastStream *call  // dialer: the stream the last STREAM_ITEM went to
+	iov        [][]byte
+	dead       bool // onClose ran
 
 	wq writeQueue
 
@@ -451,6 +452,7 @@ func (c *Conn) onClose(gerr error) {
 		c.rbuf = nil
 	}
 	c.asm = nil
+	c.lastStream = nil
 	c.batch.release()
 	c.tr.out.release()
 	if c.drainTimer != nil {

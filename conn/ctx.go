@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hawser-rpc/hawser/codec"
@@ -20,6 +21,7 @@ type callCtx struct {
 	mu     sync.Mutex
 	done   chan struct{}
 	err    error
+	dead   atomic.Bool // err is set: Err may read it without mu
 	timer  *time.Timer
 	afters map[*afterFunc]struct{}
 }
@@ -66,6 +68,9 @@ func (x *callCtx) armLocked() {
 }
 
 func (x *callCtx) Err() error {
+	if x.deadline.IsZero() && !x.dead.Load() {
+		return nil // not cancelled, no deadline: the common case, lock-free
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.err == nil && !x.deadline.IsZero() && !time.Now().Before(x.deadline) {
@@ -116,6 +121,7 @@ func (x *callCtx) cancelLocked(err error) {
 		return
 	}
 	x.err = err
+	x.dead.Store(true)
 	if x.done != nil && x.done != closedChan {
 		close(x.done)
 	}

@@ -42,6 +42,7 @@ type Stream struct {
 	held     int // cost received and not yet credited
 	toCredit int // cost to return in the next CREDIT
 	err      error
+	waiting  bool // Recv is blocked: the next item or the end must notify
 }
 
 type streamItem struct {
@@ -95,6 +96,7 @@ func (s *Stream) Recv() ([]byte, error) {
 			s.mu.Unlock()
 			return nil, err
 		}
+		s.waiting = true
 		s.mu.Unlock()
 		select {
 		case <-s.notify:
@@ -165,6 +167,10 @@ func (s *Stream) end(err error) {
 // while more fragments of the item follow.
 func (s *Stream) onFrame(first, last bool, payload []byte, cost int) error {
 	s.mu.Lock()
+	if s.err != nil { // ended or closed here; frames in flight are dropped
+		s.mu.Unlock()
+		return nil
+	}
 	s.held += cost
 	if s.held > int(s.c.cfg.StreamWindow) {
 		s.mu.Unlock()
@@ -173,10 +179,6 @@ func (s *Stream) onFrame(first, last bool, payload []byte, cost int) error {
 	if first == s.inPart {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: stream %d fragment out of sequence", codec.ErrBadFrame, s.cl.id)
-	}
-	if s.err != nil { // closed locally; frames in flight are dropped
-		s.mu.Unlock()
-		return nil
 	}
 	var credit int
 	switch {
@@ -203,9 +205,13 @@ func (s *Stream) onFrame(first, last bool, payload []byte, cost int) error {
 			s.partCost += cost
 		}
 	}
+	wake := last && s.waiting
+	if wake {
+		s.waiting = false
+	}
 	s.mu.Unlock()
 	s.sendCredit(credit, true)
-	if last {
+	if wake {
 		select {
 		case s.notify <- struct{}{}:
 		default:
@@ -225,16 +231,23 @@ func (s *Stream) Buffered() (bytes, uncredited int) {
 	return bytes + len(s.partial), s.held
 }
 
-// onStreamFrame routes a stream frame on the loop to its Stream.
+// onStreamFrame routes a stream frame on the loop to its Stream. The loop
+// remembers the last stream it delivered to, saving the pending lookup per
+// item; call IDs are never reused, and a stream that has ended or been
+// closed drops what still arrives, as a lookup miss would.
 func (c *Conn) onStreamFrame(f codec.Frame, first bool) error {
-	c.mu.Lock()
-	cl := c.pending[f.ID]
-	c.mu.Unlock()
-	if cl == nil {
-		return nil // cancelled here; frames already in flight are dropped
-	}
-	if cl.stream == nil {
-		return fmt.Errorf("%w: stream frame for unary call %d", codec.ErrBadFrame, f.ID)
+	cl := c.lastStream
+	if cl == nil || cl.id != f.ID {
+		c.mu.Lock()
+		cl = c.pending[f.ID]
+		c.mu.Unlock()
+		if cl == nil {
+			return nil // cancelled here; frames already in flight are dropped
+		}
+		if cl.stream == nil {
+			return fmt.Errorf("%w: stream frame for unary call %d", codec.ErrBadFrame, f.ID)
+		}
+		c.lastStream = cl
 	}
 	payload := f.Body
 	if f.Flags&codec.FlagCompressed != 0 {
@@ -289,7 +302,7 @@ func (s *ServerStream) Send(item []byte) error {
 		if scratch != nil {
 			h.Flags |= codec.FlagCompressed
 		}
-		err := s.acquire(ctx, itemCost(len(body)))
+		err := s.acquire(ctx, itemCost(len(body)), len(item) == 0)
 		if err == nil {
 			err = c.queueFrameCtx(ctx, h, nil, body, false, false, true)
 		}
@@ -301,20 +314,21 @@ func (s *ServerStream) Send(item []byte) error {
 		}
 		first = false
 		if len(item) == 0 {
-			s.mu.Lock()
-			s.sent++
-			s.mu.Unlock()
 			return nil
 		}
 	}
 }
 
-// acquire takes cost from the window, waiting for CREDIT.
-func (s *ServerStream) acquire(ctx context.Context, cost int) error {
+// acquire takes cost from the window, waiting for CREDIT; last counts the
+// item as sent.
+func (s *ServerStream) acquire(ctx context.Context, cost int, last bool) error {
 	for {
 		s.mu.Lock()
 		if s.window >= cost {
 			s.window -= cost
+			if last {
+				s.sent++
+			}
 			s.mu.Unlock()
 			return nil
 		}
