@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -15,6 +16,12 @@ func TestDefaults(t *testing.T) {
 		n.InactivityTimeout.Duration() != 300*time.Second || n.RetriesMax != 5 ||
 		n.BackoffMax.Duration() != 180*time.Second {
 		t.Fatalf("defaults: %+v", n)
+	}
+	if n.ClusterName != "hawser" || n.GossipProbeInterval.Duration() != time.Second ||
+		n.GossipProbeTimeout.Duration() != 500*time.Millisecond || n.GossipInterval.Duration() != 200*time.Millisecond ||
+		n.GossipPushPullInterval.Duration() != 30*time.Second || n.GossipPacketSize != 1400 ||
+		n.SeedNodes != nil || n.DataDir != "" || n.GossipAdvertiseAddr != "" {
+		t.Fatalf("gossip defaults: %+v", n)
 	}
 }
 
@@ -32,6 +39,15 @@ rpc-retries-max: 3
 rpc-backoff-max: 5000
 cluster-key: a-very-secret-cluster-key
 node-id: node-2
+cluster-name: prod-eu
+seed-nodes: [10.0.0.1:7911, "10.0.0.3", "[fd00::4]:7911", node-5.cluster.internal]
+data-dir: /var/lib/hawser
+gossip-advertise-addr: 10.0.0.2
+gossip-probe-interval: 2000
+gossip-probe-timeout: 800
+gossip-interval: 300
+gossip-push-pull-interval: 60000
+gossip-packet-size: 1300
 `
 	n, err := Parse([]byte(doc))
 	if err != nil {
@@ -39,21 +55,33 @@ node-id: node-2
 	}
 	want := Node{BindAddr: "10.0.0.2", Port: 7999, CertPath: "/etc/hawser/cert.pem", KeyPath: "/etc/hawser/key.pem",
 		TLSDomain: "node.cluster.internal", CAPath: "/etc/hawser/ca.pem", InactivityTimeout: 60000, Timeout: 250,
-		RetriesMax: 3, BackoffMax: 5000, ClusterKey: "a-very-secret-cluster-key", NodeID: "node-2"}
-	if n != want {
+		RetriesMax: 3, BackoffMax: 5000, ClusterKey: "a-very-secret-cluster-key", NodeID: "node-2",
+		ClusterName: "prod-eu", SeedNodes: []string{"10.0.0.1:7911", "10.0.0.3", "[fd00::4]:7911", "node-5.cluster.internal"},
+		DataDir: "/var/lib/hawser", GossipAdvertiseAddr: "10.0.0.2", GossipProbeInterval: 2000, GossipProbeTimeout: 800,
+		GossipInterval: 300, GossipPushPullInterval: 60000, GossipPacketSize: 1300}
+	if !reflect.DeepEqual(n, want) {
 		t.Fatalf("got %+v\nwant %+v", n, want)
 	}
 }
 
 func TestRejects(t *testing.T) {
 	for name, doc := range map[string]string{
-		"typo":        "rpc-prot: 7911\n",
-		"camel case":  "rpcPort: 7911\n",
-		"bad port":    "rpc-port: 70000\n",
-		"short key":   "cluster-key: short\n",
-		"not a map":   "- a\n- b\n",
-		"wrong type":  "rpc-timeout: soon\n",
-		"negative ms": "rpc-timeout: -5\n",
+		"typo":                "rpc-prot: 7911\n",
+		"camel case":          "rpcPort: 7911\n",
+		"bad port":            "rpc-port: 70000\n",
+		"short key":           "cluster-key: short\n",
+		"not a map":           "- a\n- b\n",
+		"wrong type":          "rpc-timeout: soon\n",
+		"negative ms":         "rpc-timeout: -5\n",
+		"seed port":           "seed-nodes: [10.0.0.1:99999]\n",
+		"seed empty":          "seed-nodes: [\"\"]\n",
+		"seed colon":          "seed-nodes: [\"10.0.0.1:\"]\n",
+		"seed scalar":         "seed-nodes: 10.0.0.1\n",
+		"timeout >= interval": "gossip-probe-interval: 500\ngossip-probe-timeout: 500\n",
+		"negative gossip":     "gossip-interval: -1\n",
+		"tiny packets":        "gossip-packet-size: 512\n",
+		"huge packets":        "gossip-packet-size: 70000\n",
+		"advertise port":      "gossip-advertise-addr: 10.0.0.2:0\n",
 	} {
 		if _, err := Parse([]byte(doc)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: got %v", name, err)
