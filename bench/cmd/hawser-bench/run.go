@@ -44,6 +44,7 @@ type options struct {
 	nodes      int
 	loss       float64
 	stall      time.Duration
+	set        map[string]bool // flags given on the command line
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -68,6 +69,8 @@ func parseFlags(args []string) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	o.scenario = *scenario
 	o.impls = splitList(*impls)
 	var err error
