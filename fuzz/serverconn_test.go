@@ -42,7 +42,8 @@ type sentScan struct {
 	calls     int // CALL frames
 	comp      int // frames with FlagCompressed
 	callIDs   map[uint32]bool
-	opens     map[uint32]int // CALL frames with FlagStream, by ID
+	reused    map[uint32]bool // IDs with more than one CALL (PROTOCOL.md §3.3: their replies may interleave)
+	opens     map[uint32]int  // CALL frames with FlagStream, by ID
 	credits   map[uint32]int // CREDIT increments sent, by ID
 	violation error
 }
@@ -56,7 +57,7 @@ const (
 )
 
 func scanSent(b []byte) *sentScan {
-	s := &sentScan{callIDs: map[uint32]bool{}, opens: map[uint32]int{}, credits: map[uint32]int{}}
+	s := &sentScan{callIDs: map[uint32]bool{}, reused: map[uint32]bool{}, opens: map[uint32]int{}, credits: map[uint32]int{}}
 	for len(b) > 0 {
 		f, n, err := codec.Parse(b, maxFrame)
 		if errors.Is(err, codec.ErrNeedMore) {
@@ -74,6 +75,9 @@ func scanSent(b []byte) *sentScan {
 		switch f.Kind {
 		case codec.KindCall:
 			s.calls++
+			if s.callIDs[f.ID] {
+				s.reused[f.ID] = true
+			}
 			s.callIDs[f.ID] = true
 			if f.Flags&codec.FlagStream != 0 {
 				s.opens[f.ID]++
@@ -143,6 +147,16 @@ func (o *observed) onFrame(f codec.Frame) bool {
 		return false
 	}
 	o.kinds[f.Kind] = true
+	if o.scan.reused[f.ID] && f.Kind != codec.KindStreamItem {
+		// The program called this ID more than once: the answers to the
+		// two calls may interleave (PROTOCOL.md §3.3), so the per-ID message
+		// sequence is not checked. Stream items stay window-checked below.
+		if !o.scan.callIDs[f.ID] {
+			return fail("response for an ID never called")
+		}
+		delete(o.cont, f.ID)
+		return false
+	}
 	msg := f.Kind // the kind of message this frame belongs to
 	switch f.Kind {
 	case codec.KindPong:
