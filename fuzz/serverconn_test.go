@@ -44,7 +44,7 @@ type sentScan struct {
 	callIDs   map[uint32]bool
 	reused    map[uint32]bool // IDs with more than one CALL (PROTOCOL.md §3.3: their replies may interleave)
 	opens     map[uint32]int  // CALL frames with FlagStream, by ID
-	credits   map[uint32]int // CREDIT increments sent, by ID
+	credits   map[uint32]int  // CREDIT increments sent, by ID
 	violation error
 }
 
