@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/hawser-rpc/hawser"
 	"github.com/hawser-rpc/hawser/codec"
@@ -137,7 +138,7 @@ func (c *Conn) start(ctx context.Context, cl *call, method uint64, req []byte, o
 	}
 	var arg uint32
 	if d, ok := ctx.Deadline(); ok {
-		left := timeUntil(d)
+		left := time.Until(d)
 		if left <= 0 {
 			return context.DeadlineExceeded
 		}

@@ -30,9 +30,7 @@ func TestServerKilledMidCall(t *testing.T) {
 		}()
 	}
 	started.Wait()
-	for c.InFlight() < n {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "every call pending", func() bool { return c.InFlight() >= n })
 	killed := time.Now()
 	if err := ch.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -66,9 +64,7 @@ func TestKeepaliveDetectsFrozenPeer(t *testing.T) {
 		_, err := c.Call(context.Background(), codec.MethodID("block"), nil)
 		done <- err
 	}()
-	for c.InFlight() < 1 {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "the call pending", func() bool { return c.InFlight() >= 1 })
 	if err := ch.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -163,18 +159,12 @@ func TestGracefulShutdown(t *testing.T) {
 			results <- err
 		}()
 	}
-	for c.InFlight() < 3 {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "3 calls pending", func() bool { return c.InFlight() >= 3 })
 	sc := <-srv.accept
-	for sc.InFlight() < 3 {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "3 calls at the server", func() bool { return sc.InFlight() >= 3 })
 	shut := make(chan error, 1)
 	go func() { shut <- sc.Shutdown(context.Background()) }()
-	for !c.Draining() {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "the client draining", c.Draining)
 	if _, err := c.Call(context.Background(), slow, nil); !errors.Is(err, ErrGoAway) || !errors.Is(err, hawser.ErrTransport) {
 		t.Fatalf("new call during drain: %v", err)
 	}

@@ -79,17 +79,11 @@ func TestDrainClosesAfterCancel(t *testing.T) {
 		_, err := c.Call(ctx, block, nil)
 		done <- err
 	}()
-	for c.InFlight() < 1 {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "the call pending", func() bool { return c.InFlight() >= 1 })
 	sc := <-srv.accept
-	for sc.InFlight() < 1 {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "the call at the server", func() bool { return sc.InFlight() >= 1 })
 	go func() { _ = sc.Shutdown(context.Background()) }()
-	for !c.Draining() {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "the client draining", c.Draining)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatal(err)

@@ -189,6 +189,19 @@ func (s *testServer) waitErr(target error, within time.Duration) error {
 	}
 }
 
+// eventually waits until cond holds, failing the test after 5s: tests
+// wait for conditions, never for a fixed time.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func newClientEngine(t testing.TB) *Engine {
 	t.Helper()
 	eng, err := NewEngine(EngineConfig{})

@@ -138,10 +138,7 @@ func TestStalledConsumerIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Let it fill its window.
-	deadline := time.Now().Add(2 * time.Second)
-	for stalledOut.Load() < window/2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "the stalled stream to fill its window", func() bool { return stalledOut.Load() >= window/2 })
 	withStall := run()
 	t.Logf("4 streams x 20,000 items: %v alone, %v beside a stalled stream", baseline, withStall)
 	if withStall > 5*baseline+200*time.Millisecond {

@@ -25,7 +25,7 @@ type Server struct {
 	started bool
 	ln      net.Listener
 	eng     *conn.Engine
-	ccfg    *conn.Config
+	ccfg    *conn.Config // resolved once by New (the certificate files are read there)
 	conns   map[*conn.Conn]struct{}
 	closing bool
 	wg      sync.WaitGroup // accept loop and handshakes
@@ -49,9 +49,12 @@ func New(cfg Config) (*Server, error) {
 		conns:  map[*conn.Conn]struct{}{},
 		ready:  make(chan struct{}),
 	}
-	if _, err := cfg.connConfig(s); err != nil {
+	ccfg, err := cfg.connConfig(s)
+	if err != nil {
 		return nil, err
 	}
+	ccfg.OnClose = s.forget
+	s.ccfg = ccfg
 	if len(cfg.ClusterKey) < 16 {
 		return nil, errors.New("server: a cluster key of at least 16 bytes is required")
 	}
@@ -95,13 +98,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("server: Serve called twice")
 	}
 	s.started = true
-	ccfg, err := s.cfg.connConfig(s)
-	if err != nil {
-		s.mu.Unlock()
-		return err
-	}
-	ccfg.OnClose = s.forget
-	s.ccfg = ccfg
 	eng, err := conn.NewEngine(conn.EngineConfig{})
 	if err != nil {
 		s.mu.Unlock()

@@ -300,7 +300,11 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	shut := make(chan error, 1)
 	go func() { shut <- s.Shutdown(context.Background()) }()
+	deadline := time.Now().Add(5 * time.Second)
 	for !c.Draining() {
+		if time.Now().After(deadline) {
+			t.Fatal("client never saw the GOAWAY")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	close(release)
