@@ -160,7 +160,7 @@ const (
 	opMutate           // XOR one byte of what was built
 	opTruncate         // cut what was built
 	opBurst            // many small calls: above MaxCalls, MaxStreams, pool size
-	opStream           // a stream call followed by CREDITs
+	opStream           // a stream call (fuzz.Watch, or fuzz.WatchHold) followed by CREDITs
 	opRepeat           // the last frame again (a duplicate ID)
 	opBomb             // a compressed payload whose s2 header claims too much
 	opHello            // a valid HELLO after the handshake
@@ -388,12 +388,19 @@ func (b *hostileBuilder) op(op, mod byte) {
 			b.add(frameOf(h, append(callPrefix(m, false, nil), mod)))
 		}
 	case opStream:
+		// mod&1: CREDITs of W instead of W/4; mod&2: URGENT; mod&8: the
+		// handler holds the stream open after its items (fuzz.WatchHold),
+		// so the CREDITs reach it in flight.
 		id := b.fresh()
 		h := codec.Header{Kind: codec.KindCall, Flags: codec.FlagStream, ID: id}
 		if mod&2 != 0 {
 			h.Flags |= codec.FlagUrgent
 		}
-		b.add(frameOf(h, append(callPrefix(mWatch, false, nil), b.byte(), b.byte())))
+		m := mWatch
+		if mod&8 != 0 {
+			m = mHold
+		}
+		b.add(frameOf(h, append(callPrefix(m, false, nil), b.byte(), b.byte())))
 		credit := uint32(hostileWindow / 4)
 		if mod&1 != 0 {
 			credit = hostileWindow

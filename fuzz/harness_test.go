@@ -60,6 +60,7 @@ var (
 	mInline  = codec.MethodID("fuzz.EchoInline")  // on the event loop
 	mOrdered = codec.MethodID("fuzz.EchoOrdered") // ordered goroutine
 	mWatch   = codec.MethodID("fuzz.Watch")       // stream, shaped by its request
+	mHold    = codec.MethodID("fuzz.WatchHold")   // fuzz.Watch's items, then waits for its context
 	mBlock   = codec.MethodID("fuzz.Block")       // waits for its context
 	mPanic   = codec.MethodID("fuzz.Panic")       // panics
 	mUnknown = codec.MethodID("fuzz.NotServed")
@@ -92,6 +93,21 @@ func watchShape(req []byte) (n, size int, fail bool) {
 // watchItem is item i of a fuzz.Watch stream of items of size bytes.
 func watchItem(i, size int) []byte { return watchItems[i*64 : i*64+size] }
 
+// sendWatch sends the items req asks for (watchShape) and returns errWatch
+// if it asks for an error.
+func sendWatch(req *conn.Request, s *conn.ServerStream) error {
+	n, size, fail := watchShape(req.Payload)
+	for i := range n {
+		if err := s.Send(watchItem(i, size)); err != nil {
+			return err
+		}
+	}
+	if fail {
+		return errWatch
+	}
+	return nil
+}
+
 // router is a conn.Router over a fixed table and a bounded worker pool.
 type router struct {
 	routes map[uint64]*conn.Route
@@ -113,16 +129,18 @@ func newRouter() *router {
 		panic("fuzz: handler panics on purpose")
 	}})
 	r.add(mWatch, &conn.Route{Stream: func(_ context.Context, req *conn.Request, s *conn.ServerStream) error {
-		n, size, fail := watchShape(req.Payload)
-		for i := range n {
-			if err := s.Send(watchItem(i, size)); err != nil {
-				return err
-			}
+		return sendWatch(req, s)
+	}})
+	// fuzz.WatchHold stays in flight after its items until the dialer
+	// cancels it or the connection closes, so that a frame sent after its
+	// CALL finds it in flight whatever the timing (PROTOCOL.md §3.3: the
+	// acceptor ignores CANCEL and CREDIT for an ID with nothing in flight).
+	r.add(mHold, &conn.Route{Stream: func(ctx context.Context, req *conn.Request, s *conn.ServerStream) error {
+		if err := sendWatch(req, s); err != nil {
+			return err
 		}
-		if fail {
-			return errWatch
-		}
-		return nil
+		<-ctx.Done()
+		return ctx.Err()
 	}})
 	return r
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hawser-rpc/hawser/codec"
 )
@@ -208,11 +210,19 @@ func serverConnSeeds(g map[string][]byte) []seed {
 		hostile("message-too-large", callOp{method: methodEcho, flags: fBig | frag(6), size: 0x9000, seed: 2}.b(), nil),
 		hostile("frame-too-large", callOp{method: methodEcho, size: 20480, seed: 2}.b(), nil),
 		hostile("stream-credited", op(opStream, 0, 0x07, 0xff, 0), nil),
-		hostile("stream-credit-early", op(opStream, 0, 0x07, 0xff, 3), nil),
+		// A CREDIT for cost the stream never sent: 7 items of 128 bytes
+		// cost 1008 < W/4 in all, and fuzz.WatchHold is still in flight
+		// when the CREDIT arrives, so it raises the window above W (§3.7)
+		// whatever the handler has sent by then.
+		hostile("stream-credit-early", op(opStream, 8, 0x07, 0x10, 1), nil),
 		hostile("stream-error-end", op(opStream, 0, 0x81, 0x10, 0), nil),
 		hostile("stream-cancel", cat(op(opStream, 0, 0x07, 0xff, 0), op(opCancel, 0, 0)), nil),
-		hostile("stream-credit-overflow", op(opStream, 1, 1, 1, 1), nil),
-		hostile("streams-over-max", op(opBurst, 0, 10, methodWatch), nil),
+		// A CREDIT of W for a stream in flight (held) that sent one item of
+		// 8 bytes: always above W.
+		hostile("stream-credit-overflow", op(opStream, 1|8, 1, 1, 1), nil),
+		// Held streams, so the first MaxStreams are still in flight when the
+		// next one arrives.
+		hostile("streams-over-max", bytes.Repeat(op(opStream, 8, 0, 0, 0), maxStreams+1), nil),
 		hostile("credit-for-unary", cat(callOp{method: methodBlock}.b(), op(opCredit, 0, 0, 0)), nil),
 		hostile("credit-zero", cat(op(opStream, 0, 1, 1, 0), op(opCredit, 0, 0, 3)), nil),
 		hostile("ping-pong", cat(op(opPing, 0, 0, 7), op(opPong, 0, 0, 7)), nil),
@@ -437,6 +447,73 @@ func TestServerConnSeedsReachTheirState(t *testing.T) {
 		if !want[name](obs) {
 			t.Errorf("seed %s: got GOAWAY %v (%v), ERROR codes %v, kinds %v", name, obs.goAway, obs.gotGoAwy, obs.errCodes, obs.kinds)
 		}
+	}
+	w.checkGood(t)
+}
+
+// TestCreditAfterStreamEndIgnored is the other ordering of the seeds
+// stream-credit-early and stream-credit-overflow (which hold their stream in
+// flight): the same CREDIT, sent once the stream's handler has returned, is
+// for an ID with nothing in flight, so the acceptor ignores it (PROTOCOL.md
+// §3.3, §3.7) and the connection stays open. Each step waits for what makes
+// the ordering certain, so only that outcome is possible.
+func TestCreditAfterStreamEndIgnored(t *testing.T) {
+	w := getWorld(t)
+	for _, tc := range []struct {
+		name   string
+		req    [2]byte // fuzz.Watch's request (watchShape): items within W, no CREDIT needed
+		credit uint32
+	}{
+		{"stream-credit-early", [2]byte{0x07, 0x10}, hostileWindow / 4},
+		{"stream-credit-overflow", [2]byte{1, 1}, hostileWindow},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := dialPeer(t, w.acc.addr(), hostileConfig())
+			defer p.nc.Close()
+			sc := w.acc.serverSide(t, p.local)
+			ended := make(chan struct{})
+			var goAway *codec.Code // read after rd.done
+			rd := readFrames(p, func(f codec.Frame) bool {
+				switch f.Kind {
+				case codec.KindStreamEnd:
+					close(ended)
+				case codec.KindGoAway:
+					goAway = &f.Code
+				}
+				return false
+			})
+			p.write(buildHostile(op(opStream, 0, tc.req[0], tc.req[1], 0))) // ID 1, no CREDIT
+			select {
+			case <-ended:
+			case <-rd.done:
+				t.Fatalf("the connection ended before STREAM_END: %v", rd.err)
+			case <-time.After(ioTimeout):
+				t.Fatal("no STREAM_END")
+			}
+			// The handler queues STREAM_END before it forgets the call
+			// (conn's serverCall.finish): wait until it has.
+			deadline := time.Now().Add(ioTimeout)
+			for sc.InFlight() > 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the stream is still in flight after its STREAM_END")
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+			p.write(frameOf(codec.Header{Kind: codec.KindCredit, ID: 1, Arg: tc.credit}, nil))
+			if !rd.pong(t, p, 0) {
+				t.Fatalf("the server closed the connection on a CREDIT for an ended stream: %v", rd.err)
+			}
+			p.closeWrite()
+			rd.wait(t)
+			for _, err := range w.acc.release(t, sc) {
+				if errors.Is(err, codec.ErrProtocol) {
+					t.Fatalf("CREDIT for an ended stream reported as a violation: %v", err)
+				}
+			}
+			if goAway != nil && *goAway != codec.CodeOK {
+				t.Fatalf("GOAWAY %v after a CREDIT for an ended stream", *goAway)
+			}
+		})
 	}
 	w.checkGood(t)
 }
