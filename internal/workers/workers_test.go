@@ -4,14 +4,28 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
 )
 
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
 type fn func()
 
 func (f fn) Run() { f() }
+
+// gate holds tasks until it opens. open is idempotent, so a test defers it
+// and a failing test still lets the pool drain and its goroutines exit.
+type gate struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newGate() *gate  { return &gate{ch: make(chan struct{})} }
+func (g *gate) wait() { <-g.ch }
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
 
 func TestRunsAndBounds(t *testing.T) {
 	defer goleak.VerifyNone(t)
@@ -55,28 +69,34 @@ func TestRunsAndBounds(t *testing.T) {
 	}
 }
 
+// Goroutines above Min exit after IdleTimeout without work; Min stay.
 func TestIdleGoroutinesRetire(t *testing.T) {
-	defer goleak.VerifyNone(t)
-	p := New(Config{Max: 8, Min: 1, IdleTimeout: 20 * time.Millisecond})
-	var wg sync.WaitGroup
-	block := make(chan struct{})
-	for range 8 {
-		wg.Add(1)
-		p.Submit(fn(func() { <-block; wg.Done() }))
-	}
-	close(block)
-	wg.Wait()
-	if p.Running() < 2 {
-		t.Fatalf("only %d goroutines ran 8 blocking tasks", p.Running())
-	}
-	deadline := time.Now().Add(2 * time.Second)
-	for p.Running() > 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if p.Running() != 1 {
-		t.Fatalf("%d goroutines left after idling, want Min=1", p.Running())
-	}
-	p.Close()
+	synctest.Test(t, func(t *testing.T) {
+		p := New(Config{Max: 8, Min: 1, IdleTimeout: 20 * time.Millisecond})
+		block := newGate()
+		defer p.Close()
+		defer block.open() // a failing test still lets the pool drain
+		for range 8 {
+			if !p.Submit(fn(func() { block.wait() })) {
+				t.Fatal("Submit refused below Max")
+			}
+		}
+		synctest.Wait()
+		if p.Running() != 8 {
+			t.Fatalf("%d goroutines run 8 blocking tasks, want 8", p.Running())
+		}
+		block.open()
+		synctest.Wait()
+		if p.Running() != 8 {
+			t.Fatalf("%d goroutines left before IdleTimeout, want 8", p.Running())
+		}
+		time.Sleep(20 * time.Millisecond) // the bubble's clock: no real wait
+		synctest.Wait()
+		if p.Running() != 1 {
+			t.Fatalf("%d goroutines left after idling, want Min=1", p.Running())
+		}
+		p.Close()
+	})
 }
 
 func TestCloseRunsQueued(t *testing.T) {
