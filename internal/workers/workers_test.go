@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -367,6 +368,25 @@ func TestCloseUnused(t *testing.T) {
 	}
 }
 
+// Submit allocates nothing when it hands the task to a waiting goroutine
+// or queues it (Max is 1, so it never starts a second goroutine).
+func TestSubmitDoesNotAllocate(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	p := New(Config{Max: 1})
+	defer p.Close()
+	done := make(chan struct{}, 1)
+	task := fn(func() { done <- struct{}{} })
+	allocs := testing.AllocsPerRun(1000, func() {
+		if !p.Submit(task) {
+			t.Fatal("Submit refused")
+		}
+		<-done
+	})
+	if allocs != 0 {
+		t.Fatalf("Submit allocates %v times per call, want 0", allocs)
+	}
+}
+
 // BenchmarkSubmit is one Submit and its task run, end to end.
 func BenchmarkSubmit(b *testing.B) {
 	p := New(Config{})
@@ -379,5 +399,47 @@ func BenchmarkSubmit(b *testing.B) {
 		for !p.Submit(t) {
 		}
 		wg.Wait()
+	}
+}
+
+// BenchmarkSubmitParallel is BenchmarkSubmit from GOMAXPROCS submitters at
+// once, contending for the pool's accounting.
+func BenchmarkSubmitParallel(b *testing.B) {
+	p := New(Config{})
+	defer p.Close()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		done := make(chan struct{}, 1)
+		t := fn(func() { done <- struct{}{} })
+		for pb.Next() {
+			for !p.Submit(t) {
+			}
+			<-done
+		}
+	})
+}
+
+// BenchmarkSubmitBatch submits tasks 256 at a time and waits for each
+// batch: the cost per task when bursts outrun the goroutines. With a high
+// Max the burst is spread over many goroutines, each woken for one task.
+func BenchmarkSubmitBatch(b *testing.B) {
+	const batch = 256
+	for _, maxG := range []int{4, 1024} {
+		b.Run(fmt.Sprintf("Max=%d", maxG), func(b *testing.B) {
+			p := New(Config{Max: maxG})
+			defer p.Close()
+			var wg sync.WaitGroup
+			t := fn(func() { wg.Done() })
+			b.ReportAllocs()
+			for b.Loop() {
+				wg.Add(batch)
+				for range batch {
+					for !p.Submit(t) {
+					}
+				}
+				wg.Wait()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/task")
+		})
 	}
 }
