@@ -35,9 +35,11 @@ var Echo = hawser.NewMethod[[]byte, []byte]("pool.test.Echo")
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// startServer serves Echo (and Block, which waits for release) on addr
-// ("127.0.0.1:0" for any port).
-func startServer(t *testing.T, addr string, mod func(*server.Config)) (*server.Server, string) {
+// startServer serves Echo on addr ("127.0.0.1:0" for any port). mod, if
+// set, edits the configuration; handle, if set, registers more methods
+// (state a handler needs belongs to the test that registers it, so tests
+// stay independent under -count and -shuffle).
+func startServer(t *testing.T, addr string, mod func(*server.Config), handle func(*server.Server) error) (*server.Server, string) {
 	t.Helper()
 	pair, err := certgen.SelfSigned("localhost")
 	if err != nil {
@@ -59,14 +61,10 @@ func startServer(t *testing.T, addr string, mod func(*server.Config)) (*server.S
 	if err := server.Handle(s, Echo, func(_ context.Context, b []byte) ([]byte, error) { return b, nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := server.Handle(s, Block, func(ctx context.Context, b []byte) ([]byte, error) {
-		select {
-		case <-blockRelease:
-		case <-ctx.Done():
+	if handle != nil {
+		if err := handle(s); err != nil {
+			t.Fatal(err)
 		}
-		return b, nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(context.Background()) }()
@@ -79,10 +77,21 @@ func startServer(t *testing.T, addr string, mod func(*server.Config)) (*server.S
 	return s, s.Addr().String()
 }
 
-var (
-	Block        = hawser.NewMethod[[]byte, []byte]("pool.test.Block")
-	blockRelease = make(chan struct{})
-)
+// Block waits until its test releases it (see handleBlock).
+var Block = hawser.NewMethod[[]byte, []byte]("pool.test.Block")
+
+// handleBlock registers Block, whose calls return once release is closed.
+func handleBlock(release <-chan struct{}) func(*server.Server) error {
+	return func(s *server.Server) error {
+		return server.Handle(s, Block, func(ctx context.Context, b []byte) ([]byte, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return b, nil
+		})
+	}
+}
 
 func newPool(t *testing.T, mod func(*Config)) *Pool {
 	t.Helper()
@@ -98,7 +107,8 @@ func newPool(t *testing.T, mod func(*Config)) *Pool {
 	return p
 }
 
-// fakeClock records AfterFunc calls; the test fires them.
+// fakeClock records AfterFunc calls; the test fires them. Its time moves
+// only by fire and advance. mu guards every field, and the timers' stopped.
 type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
@@ -106,19 +116,36 @@ type fakeClock struct {
 }
 
 type fakeTimer struct {
+	c       *fakeClock
 	d       time.Duration
 	f       func()
-	stopped bool
+	stopped bool // fired or stopped
 }
 
-func (t *fakeTimer) Stop() bool { t.stopped = true; return true }
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.stopped
+	t.stopped = true
+	return !was
+}
 
-func (c *fakeClock) Now() time.Time { return c.now }
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
 
 func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := &fakeTimer{d: d, f: f}
+	t := &fakeTimer{c: c, d: d, f: f}
 	c.timers = append(c.timers, t)
 	return t
 }
@@ -234,7 +261,7 @@ func TestBackoffThenParkThenMarkAlive(t *testing.T) {
 		}
 	}
 	// Parked: calls fail at once, nothing is dialed, whatever the time.
-	clock.now = clock.now.Add(time.Hour)
+	clock.advance(time.Hour)
 	for range 10 {
 		start := time.Now()
 		_, err := Echo.Call(context.Background(), peer, nil)
@@ -250,7 +277,7 @@ func TestBackoffThenParkThenMarkAlive(t *testing.T) {
 		t.Fatal("a parked peer was dialed")
 	}
 	// The peer comes up; gossip says so; it is dialed at once.
-	startServer(t, addr, nil)
+	startServer(t, addr, nil, nil)
 	p.MarkAlive(addr)
 	waitFor(t, func() bool { return peer.State() == Up })
 	if dials.Load() != 6 {
@@ -285,7 +312,7 @@ func TestBackoffJitterAndCap(t *testing.T) {
 // Inactivity timeout 200 ms: the idle connection closes and the next call
 // dials again.
 func TestIdleConnectionRedialedOnDemand(t *testing.T) {
-	_, addr := startServer(t, "127.0.0.1:0", nil)
+	_, addr := startServer(t, "127.0.0.1:0", nil, nil)
 	var dials atomic.Int32
 	p := newPool(t, func(c *Config) {
 		c.InactivityTimeout = 200 * time.Millisecond
@@ -312,7 +339,8 @@ func TestIdleConnectionRedialedOnDemand(t *testing.T) {
 
 // A new connection when every connection has the acceptor's in-flight limit.
 func TestSecondConnectionAtInFlightLimit(t *testing.T) {
-	_, addr := startServer(t, "127.0.0.1:0", func(c *server.Config) { c.Conn.MaxCalls = 4 })
+	release := make(chan struct{})
+	_, addr := startServer(t, "127.0.0.1:0", func(c *server.Config) { c.Conn.MaxCalls = 4 }, handleBlock(release))
 	p := newPool(t, nil)
 	peer := p.Peer(addr)
 	var wg sync.WaitGroup
@@ -326,21 +354,21 @@ func TestSecondConnectionAtInFlightLimit(t *testing.T) {
 		}()
 	}
 	waitFor(t, func() bool { return peer.Stats().Conns >= 2 })
-	close(blockRelease)
+	close(release)
 	wg.Wait()
 	t.Logf("connections: %d", peer.Stats().Conns)
 }
 
 // A broken connection is re-dialed at once.
 func TestBrokenConnectionRedialed(t *testing.T) {
-	srv, addr := startServer(t, "127.0.0.1:0", nil)
+	srv, addr := startServer(t, "127.0.0.1:0", nil, nil)
 	p := newPool(t, nil)
 	peer := p.Peer(addr)
 	if _, err := Echo.Call(context.Background(), peer, nil); err != nil {
 		t.Fatal(err)
 	}
 	_ = srv.Close() // every connection drops; nothing listens any more
-	startServer(t, addr, nil)
+	startServer(t, addr, nil, nil)
 	waitFor(t, func() bool { return peer.State() == Up && peer.Stats().Conns == 1 })
 	if _, err := Echo.Call(context.Background(), peer, []byte("again")); err != nil {
 		t.Fatal(err)
@@ -349,7 +377,7 @@ func TestBrokenConnectionRedialed(t *testing.T) {
 
 // MarkDead parks a live peer: calls fail fast until MarkAlive.
 func TestMarkDeadParks(t *testing.T) {
-	_, addr := startServer(t, "127.0.0.1:0", nil)
+	_, addr := startServer(t, "127.0.0.1:0", nil, nil)
 	p := newPool(t, nil)
 	peer := p.Peer(addr)
 	if _, err := Echo.Call(context.Background(), peer, nil); err != nil {
@@ -388,7 +416,7 @@ func TestConfigFromNodeTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, addr := startServer(t, "127.0.0.1:0", func(c *server.Config) { c.Certificate = &leaf.Cert })
+	_, addr := startServer(t, "127.0.0.1:0", func(c *server.Config) { c.Certificate = &leaf.Cert }, nil)
 	caPath := t.TempDir() + "/ca.pem"
 	if err := os.WriteFile(caPath, ca.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
