@@ -94,9 +94,9 @@ func (pe *Peer) OpenStream(ctx context.Context, method uint64, req []byte, opts 
 func (pe *Peer) conn(ctx context.Context) (*conn.Conn, error) {
 	pe.mu.Lock()
 	for {
-		if pe.closed {
+		if pe.closed || pe.pool.isClosed() {
 			pe.mu.Unlock()
-			return nil, &hawser.TransportError{Op: "call", Addr: pe.addr, Err: ErrPoolClosed}
+			return nil, pe.closedError()
 		}
 		if c := pe.pickLocked(); c != nil {
 			pe.mu.Unlock()
@@ -108,8 +108,9 @@ func (pe *Peer) conn(ctx context.Context) (*conn.Conn, error) {
 			pe.mu.Unlock()
 			return nil, err
 		}
-		if !pe.dialing {
-			pe.startDialLocked()
+		if !pe.dialing && !pe.startDialLocked() {
+			pe.mu.Unlock()
+			return nil, pe.closedError()
 		}
 		wait := pe.dialDone
 		pe.mu.Unlock()
@@ -117,6 +118,8 @@ func (pe *Peer) conn(ctx context.Context) (*conn.Conn, error) {
 		case <-wait:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-pe.pool.ctx.Done():
+			return nil, pe.closedError()
 		}
 		pe.mu.Lock()
 		if len(pe.conns) == 0 && pe.lastErr != nil && pe.state != Connecting {
@@ -126,6 +129,10 @@ func (pe *Peer) conn(ctx context.Context) (*conn.Conn, error) {
 			return nil, err
 		}
 	}
+}
+
+func (pe *Peer) closedError() error {
+	return &hawser.TransportError{Op: "call", Addr: pe.addr, Err: ErrPoolClosed}
 }
 
 // pickLocked returns the least loaded open connection, starting another
@@ -162,26 +169,30 @@ func (pe *Peer) setStateLocked(s State) {
 	}
 }
 
-// startDialLocked starts one background dial.
-func (pe *Peer) startDialLocked() {
-	if pe.pool.isClosed() {
-		return
+// startDialLocked starts one background dial and reports true, or reports
+// false when the pool is closed: then no dial starts and dialDone is not
+// renewed, so a caller must not wait for it.
+func (pe *Peer) startDialLocked() bool {
+	if !pe.pool.addDial() {
+		return false
 	}
 	pe.dialing = true
 	pe.dialDone = make(chan struct{})
 	if len(pe.conns) == 0 {
 		pe.setStateLocked(Connecting)
 	}
-	pe.pool.dials.Add(1)
 	go pe.dial(pe.dialDone)
+	return true
 }
 
+// dial makes one connection; the pool owns it (Close cancels its context
+// and waits for it).
 func (pe *Peer) dial(done chan struct{}) {
 	defer pe.pool.dials.Done()
-	c, err := pe.pool.cfg.Dial(context.Background(), pe.pool.eng, pe.addr, &pe.cfg)
+	c, err := pe.pool.cfg.Dial(pe.pool.ctx, pe.pool.eng, pe.addr, &pe.cfg)
 	pe.mu.Lock()
 	pe.dialing = false
-	if pe.closed || pe.state == Parked {
+	if pe.closed || pe.pool.isClosed() || pe.state == Parked {
 		pe.mu.Unlock()
 		close(done)
 		if c != nil {

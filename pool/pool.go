@@ -44,7 +44,8 @@ type Config struct {
 	Engine *conn.Engine
 	// Clock drives backoff timers; nil: real time.
 	Clock Clock
-	// Dial makes one connection; nil: conn.Dial. Tests wrap it.
+	// Dial makes one connection; nil: conn.Dial. Tests wrap it. Its ctx
+	// is cancelled when the pool closes, and Close waits for it to return.
 	Dial func(ctx context.Context, e *conn.Engine, addr string, cfg *conn.Config) (*conn.Conn, error)
 	// OnStateChange, if set, is called on every peer state change, in
 	// order for each peer. It must not block.
@@ -149,18 +150,27 @@ func (e *UnavailableError) Is(target error) bool {
 }
 
 // Pool dials and keeps connections to peers.
+//
+// Lock order: Peer.mu, then Pool.mu (a peer asks the pool whether it is
+// closed while holding its own lock; the pool never calls into a peer
+// while holding its lock).
 type Pool struct {
+	// Immutable after New.
 	cfg     Config
 	backoff Backoff
 	clock   Clock
 	log     *slog.Logger
 	eng     *conn.Engine
 	ownEng  bool
+	// ctx is cancelled by Close, under mu right after closed is set: it
+	// wakes callers waiting on a dial and aborts dials in progress.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	peers  map[string]*Peer
 	closed bool
-	dials  sync.WaitGroup
+	dials  sync.WaitGroup // dial goroutines; Add only under mu while !closed
 }
 
 // New returns a Pool. Conn must carry TLS (or InsecurePlaintext) and a
@@ -211,16 +221,18 @@ func New(cfg Config) (*Pool, error) {
 		}
 		p.eng, p.ownEng = eng, true
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p, nil
 }
 
-// Peer returns the peer at addr (host:port), creating it idle.
+// Peer returns the peer at addr (host:port), creating it idle. After
+// Close the peer is closed too: its calls fail with ErrPoolClosed.
 func (p *Pool) Peer(addr string) *Peer {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pe := p.peers[addr]
 	if pe == nil {
-		pe = &Peer{pool: p, addr: addr}
+		pe = &Peer{pool: p, addr: addr, closed: p.closed}
 		pe.cfg = p.cfg.Conn
 		pe.cfg.Timeout = p.cfg.Timeout
 		pe.cfg.InactivityTimeout = p.cfg.InactivityTimeout
@@ -257,8 +269,10 @@ func (p *Pool) Peers() map[string]State {
 	return out
 }
 
-// Close closes every connection, stops the timers and waits for dials in
-// progress; calls fail with ErrPoolClosed.
+// Close closes every connection, stops the timers, aborts the dials in
+// progress and waits for them. Calls fail at once with an error matching
+// ErrPoolClosed from then on, including calls already waiting on a dial
+// and calls on peers created after Close.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -266,6 +280,7 @@ func (p *Pool) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.cancel()
 	peers := make([]*Peer, 0, len(p.peers))
 	for _, pe := range p.peers {
 		peers = append(peers, pe)
@@ -281,8 +296,18 @@ func (p *Pool) Close() error {
 	return nil
 }
 
-func (p *Pool) isClosed() bool {
+// isClosed reports whether Close has begun; it takes no lock.
+func (p *Pool) isClosed() bool { return p.ctx.Err() != nil }
+
+// addDial accounts for a dial goroutine about to start, unless the pool is
+// closed: then it returns false and no dial may start. Checking closed and
+// adding to dials under one lock keeps Add from racing Close's Wait.
+func (p *Pool) addDial() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.closed
+	if p.closed {
+		return false
+	}
+	p.dials.Add(1)
+	return true
 }

@@ -445,3 +445,147 @@ func TestConfigFromNodeTLS(t *testing.T) {
 		t.Fatal("missing rpc-ca-path accepted")
 	}
 }
+
+// startSilentServer listens on loopback and accepts TCP connections but
+// never answers: a dial to it waits in the TLS handshake until its
+// deadline.
+func startSilentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var accepted []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted = append(accepted, nc)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, nc := range accepted {
+			_ = nc.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// callAndStream makes one Call and opens one stream on peer and returns
+// their errors.
+func callAndStream(ctx context.Context, peer *Peer) (callErr, streamErr error) {
+	_, callErr = peer.Call(ctx, Echo.ID(), []byte("x"))
+	s, streamErr := peer.OpenStream(ctx, Echo.ID(), []byte("x"))
+	if s != nil {
+		_ = s.Close()
+	}
+	return callErr, streamErr
+}
+
+// After Close, Call and OpenStream fail at once with ErrPoolClosed: on a
+// peer that was connected, on one created before Close that never dialed,
+// on one created after Close, and for callers already waiting on a dial.
+func TestClosedPoolFailsAtOnce(t *testing.T) {
+	_, addr := startServer(t, "127.0.0.1:0", nil, nil)
+	// A caller's context: a call still blocked after Close ends with it
+	// and shows up as a deadline error, not as ErrPoolClosed.
+	callerCtx := func(t *testing.T) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	check := func(t *testing.T, what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrPoolClosed) || !errors.Is(err, hawser.ErrTransport) {
+			t.Errorf("%s after Close: %v, want ErrPoolClosed", what, err)
+		}
+	}
+	t.Run("peers before and after Close", func(t *testing.T) {
+		ctx := callerCtx(t)
+		p := newPool(t, nil)
+		connected := p.Peer(addr)
+		if _, err := Echo.Call(ctx, connected, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		unused := p.Peer(deadAddr(t))
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for name, peer := range map[string]*Peer{
+			"connected peer":           connected,
+			"peer never dialed":        unused,
+			"peer created after Close": p.Peer(deadAddr(t)),
+		} {
+			callErr, streamErr := callAndStream(ctx, peer)
+			check(t, name+": Call", callErr)
+			check(t, name+": OpenStream", streamErr)
+		}
+	})
+	t.Run("callers waiting on a dial", func(t *testing.T) {
+		ctx := callerCtx(t)
+		silent := startSilentServer(t)
+		entered := make(chan struct{}, 1)
+		p := newPool(t, func(c *Config) {
+			c.Timeout = 10 * time.Second // the dial would outlast the callers' contexts
+			c.Dial = func(ctx context.Context, e *conn.Engine, a string, cfg *conn.Config) (*conn.Conn, error) {
+				select {
+				case entered <- struct{}{}:
+				default:
+				}
+				return conn.Dial(ctx, e, a, cfg)
+			}
+		})
+		peer := p.Peer(silent)
+		errs := make(chan error, 2)
+		var callers sync.WaitGroup
+		callers.Add(2)
+		go func() {
+			defer callers.Done()
+			_, err := peer.Call(ctx, Echo.ID(), []byte("x"))
+			errs <- err
+		}()
+		go func() {
+			defer callers.Done()
+			s, err := peer.OpenStream(ctx, Echo.ID(), []byte("x"))
+			if s != nil {
+				_ = s.Close()
+			}
+			errs <- err
+		}()
+		<-entered
+		waitFor(t, func() bool { return peer.State() == Connecting })
+		closed := make(chan error, 1)
+		go func() { closed <- p.Close() }()
+		deadline := time.NewTimer(time.Second)
+		defer deadline.Stop()
+		for waiting := 2; waiting > 0; {
+			select {
+			case err := <-errs:
+				check(t, "caller waiting on the dial", err)
+				waiting--
+			case <-deadline.C:
+				t.Errorf("%d callers waiting on a dial still wait 1s after Close", waiting)
+				callers.Wait() // until their contexts end
+				waiting = 0
+			}
+		}
+		select {
+		case <-closed:
+		case <-deadline.C:
+			t.Error("Close still waits for the dial in progress 1s later")
+			<-closed // until the dial's rpc-timeout
+		}
+		callers.Wait()
+	})
+}
