@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/hawser-rpc/hawser"
@@ -18,7 +19,7 @@ type Peer struct {
 
 	mu       sync.Mutex
 	state    State
-	conns    []*conn.Conn
+	conns    []*conn.Conn // open when adopted by dial; removed by onConnClose, park, close
 	dialing  bool
 	dialDone chan struct{} // closed when the dial in progress ends
 	attempts int           // failed dials since the last success or wake
@@ -203,6 +204,19 @@ func (pe *Peer) dial(done chan struct{}) {
 	defer pe.mu.Unlock()
 	defer close(done)
 	if err == nil {
+		select {
+		case <-c.Done():
+			// It closed before it could be adopted. conn.Conn closes Done
+			// before it calls OnClose, and onConnClose takes pe.mu: so
+			// onConnClose ran or will run and finds c in no list. Count
+			// the attempt as failed here, or no one does.
+			err, c = c.Err(), nil
+		default:
+			// Still open under pe.mu: its OnClose comes after this
+			// critical section and finds c in pe.conns.
+		}
+	}
+	if err == nil {
 		pe.conns = append(pe.conns, c)
 		pe.attempts, pe.lastErr = 0, nil
 		pe.setStateLocked(Up)
@@ -269,15 +283,17 @@ func (pe *Peer) park() {
 // onConnClose runs on the event loop when one of the peer's connections
 // closed (conn.Config.OnClose): an idle or graceful close leaves the peer
 // idle until the next call; a broken connection is re-dialed at once.
+//
+// A connection not in pe.conns is ignored: dial counted it as a failed
+// attempt (it closed before adoption), or park or close dropped it.
 func (pe *Peer) onConnClose(c *conn.Conn) {
 	pe.mu.Lock()
 	defer pe.mu.Unlock()
-	for i, x := range pe.conns {
-		if x == c {
-			pe.conns = append(pe.conns[:i], pe.conns[i+1:]...)
-			break
-		}
+	i := slices.Index(pe.conns, c)
+	if i < 0 {
+		return
 	}
+	pe.conns = slices.Delete(pe.conns, i, i+1)
 	if pe.closed || len(pe.conns) > 0 || pe.state == Parked {
 		return
 	}

@@ -589,3 +589,115 @@ func TestClosedPoolFailsAtOnce(t *testing.T) {
 		callers.Wait()
 	})
 }
+
+// echoRouter serves Echo inline, for a server built on conn.Accept alone.
+type echoRouter struct{}
+
+func (echoRouter) Route(m uint64) *conn.Route {
+	if m != Echo.ID() {
+		return nil
+	}
+	return &conn.Route{Mode: conn.ModeInline, Unary: func(_ context.Context, r *conn.Request) ([]byte, error) {
+		return r.Payload, nil
+	}}
+}
+func (echoRouter) Methods() []uint64     { return []uint64{Echo.ID()} }
+func (echoRouter) Submit(conn.Task) bool { return false }
+
+// startHangUpServer listens on loopback, completes the hawser handshake
+// (TLS and cluster key) of every connection, then closes it at once: a
+// peer that breaks each connection right after accepting it. It returns
+// the address and the number of handshakes completed so far.
+func startHangUpServer(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
+	pair, err := certgen.SelfSigned("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := conn.NewEngine(conn.EngineConfig{Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = eng.Close()
+		t.Fatal(err)
+	}
+	cfg := &conn.Config{TLS: conn.ServerTLS(pair.Cert), ClusterKey: key, Router: echoRouter{}}
+	var handshakes atomic.Int32
+	var wg sync.WaitGroup // the accept loop and its handshakes
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return // the listener closed
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := conn.Accept(context.Background(), eng, nc, cfg)
+				if err != nil {
+					return
+				}
+				handshakes.Add(1)
+				_ = c.Close()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+		_ = eng.Close()
+	})
+	return ln.Addr().String(), &handshakes
+}
+
+// A connection that closes before the dial that made it hands it to the
+// peer is not kept: the dial counts as failed (the peer backs off), the
+// peer never reports Up over dead connections, and no dial goes past
+// MaxConnsPerPeer.
+func TestConnClosedBeforeAdoptionIsAFailedDial(t *testing.T) {
+	addr, _ := startHangUpServer(t)
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	var dials, deadOnArrival atomic.Int32
+	p := newPool(t, func(c *Config) {
+		c.Clock = clock
+		c.Dial = func(ctx context.Context, e *conn.Engine, a string, cfg *conn.Config) (*conn.Conn, error) {
+			dials.Add(1)
+			c, err := conn.Dial(ctx, e, a, cfg)
+			if err != nil {
+				return nil, err
+			}
+			// Hand the connection over only once the server's close has
+			// reached it, so that it is dead before the peer adopts it.
+			deadline := time.NewTimer(5 * time.Second)
+			defer deadline.Stop()
+			select {
+			case <-c.Done():
+				deadOnArrival.Add(1)
+			case <-deadline.C:
+				t.Error("the hang-up server did not close the connection")
+			}
+			return c, nil
+		}
+	})
+	peer := p.Peer(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := Echo.Call(ctx, peer, []byte("x"))
+	st := peer.Stats()
+	if !errors.Is(err, ErrPeerUnavailable) {
+		t.Errorf("call: %v, want ErrPeerUnavailable", err)
+	}
+	if st.State != BackingOff || st.Conns != 0 || st.Attempts != 1 || dials.Load() != 1 {
+		t.Errorf("after one dead connection: %+v after %d dials, want backing-off, 0 connections, 1 attempt, 1 dial", st, dials.Load())
+	}
+	if st.Conns > DefaultMaxConnsPerPeer {
+		t.Errorf("%d connections held, above MaxConnsPerPeer = %d", st.Conns, DefaultMaxConnsPerPeer)
+	}
+	if deadOnArrival.Load() == 0 {
+		t.Error("no dial handed over a closed connection: the test did not exercise the case")
+	}
+}
