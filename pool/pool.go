@@ -29,12 +29,27 @@ type Config struct {
 	// (rpc-inactivity-timeout); the next call dials again. Default 300s;
 	// negative disables.
 	InactivityTimeout time.Duration
-	// RetriesMax is the number of failed dial attempts after which a peer
-	// is parked until MarkAlive (rpc-retries-max). Default 5.
+	// RetriesMax is the number of failed attempts in a row after which a
+	// peer is parked until MarkAlive (rpc-retries-max). A failed attempt
+	// is a failed dial or a connection that broke before StableAfter.
+	// Default 5.
 	RetriesMax int
 	// BackoffBase is the first retry delay; BackoffMax caps the delays
 	// (rpc-backoff-max). Defaults 200ms and 180s.
 	BackoffBase, BackoffMax time.Duration
+	// StableAfter is how long, by Clock, a connection must stay open after
+	// its handshake for its dial to count as a success. One that breaks
+	// sooner (with an error other than an idle close, a GOAWAY or a local
+	// close: conn.ErrIdle, conn.ErrGoAway, conn.ErrClosed) is a failed
+	// attempt: the peer backs off, or is parked after RetriesMax, as after
+	// a failed dial, instead of dialing again at once; so a peer that
+	// accepts and then drops every connection is dialed at the backoff
+	// rate. A connection open StableAfter resets the count, and its break
+	// is re-dialed at once. Default max(Timeout, BackoffBase), 1s with the
+	// defaults; any positive duration; negative: every connection is
+	// stable from its handshake, so a break never counts and is always
+	// re-dialed at once.
+	StableAfter time.Duration
 	// MaxConnsPerPeer bounds the connections to one peer; another is dialed
 	// when every connection has the acceptor's limit of calls in flight.
 	// Default 4.
@@ -42,7 +57,8 @@ type Config struct {
 
 	// Engine runs the connections; nil: the pool starts and owns one.
 	Engine *conn.Engine
-	// Clock drives backoff timers; nil: real time.
+	// Clock drives backoff timers and measures StableAfter; nil: real
+	// time.
 	Clock Clock
 	// Dial makes one connection; nil: conn.Dial. Tests wrap it. Its ctx
 	// is cancelled when the pool closes, and Close waits for it to return.
@@ -97,11 +113,12 @@ const (
 	Connecting
 	// Up: at least one connection is open.
 	Up
-	// BackingOff: the last dial failed; another is scheduled. Calls fail
-	// at once with ErrPeerUnavailable.
+	// BackingOff: the last attempt failed (a dial, or a connection that
+	// broke before Config.StableAfter); another dial is scheduled. Calls
+	// fail at once with ErrPeerUnavailable.
 	BackingOff
-	// Parked: RetriesMax dials failed, or gossip reported the peer dead or
-	// left. No dial until MarkAlive; calls fail at once.
+	// Parked: RetriesMax attempts in a row failed, or gossip reported the
+	// peer dead or left. No dial until MarkAlive; calls fail at once.
 	Parked
 )
 
@@ -129,12 +146,12 @@ var ErrPeerUnavailable = errors.New("pool: peer unavailable")
 var ErrPoolClosed = errors.New("pool: closed")
 
 // UnavailableError says why a peer refused a call at once: its state and
-// the last dial error (errors.Is matches both ErrPeerUnavailable and that
-// error).
+// the last failed attempt's error (errors.Is matches both
+// ErrPeerUnavailable and that error).
 type UnavailableError struct {
 	Addr  string
 	State State
-	Err   error // the last dial error, or nil
+	Err   error // the last failed attempt's error (Stats.LastErr), or nil
 }
 
 func (e *UnavailableError) Error() string {
@@ -190,6 +207,9 @@ func New(cfg Config) (*Pool, error) {
 	}
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = config.DefaultBackoffMax.Duration()
+	}
+	if cfg.StableAfter == 0 {
+		cfg.StableAfter = max(cfg.Timeout, cfg.BackoffBase)
 	}
 	if cfg.MaxConnsPerPeer <= 0 {
 		cfg.MaxConnsPerPeer = DefaultMaxConnsPerPeer

@@ -359,19 +359,62 @@ func TestSecondConnectionAtInFlightLimit(t *testing.T) {
 	t.Logf("connections: %d", peer.Stats().Conns)
 }
 
-// A broken connection is re-dialed at once.
+// Hangup closes the connection its call arrives on, before replying.
+var Hangup = hawser.NewMethod[[]byte, []byte]("pool.test.Hangup")
+
+func handleHangup(s *server.Server) error {
+	return server.Handle(s, Hangup, func(ctx context.Context, b []byte) ([]byte, error) {
+		if c, ok := conn.FromContext(ctx); ok {
+			_ = c.Close()
+		}
+		return b, nil
+	})
+}
+
+// A connection that breaks before StableAfter (by the pool's clock) is a
+// failed attempt and waits for the backoff; one that breaks after it is
+// re-dialed at once and resets the attempts.
 func TestBrokenConnectionRedialed(t *testing.T) {
-	srv, addr := startServer(t, "127.0.0.1:0", nil, nil)
-	p := newPool(t, nil)
+	_, addr := startServer(t, "127.0.0.1:0", nil, handleHangup)
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	var dials atomic.Int32
+	p := newPool(t, func(c *Config) {
+		c.Clock = clock
+		c.Dial = func(ctx context.Context, e *conn.Engine, a string, cfg *conn.Config) (*conn.Conn, error) {
+			dials.Add(1)
+			return conn.Dial(ctx, e, a, cfg)
+		}
+	})
 	peer := p.Peer(addr)
-	if _, err := Echo.Call(context.Background(), peer, nil); err != nil {
+	ctx := context.Background()
+	if _, err := Echo.Call(ctx, peer, nil); err != nil {
 		t.Fatal(err)
 	}
-	_ = srv.Close() // every connection drops; nothing listens any more
-	startServer(t, addr, nil, nil)
+	// At once: the connection was not stable.
+	if _, err := Hangup.Call(ctx, peer, nil); !errors.Is(err, hawser.ErrTransport) {
+		t.Fatalf("hang-up call: %v", err)
+	}
+	waitFor(t, func() bool { return peer.State() == BackingOff && clock.pending() == 1 })
+	if st := peer.Stats(); st.Attempts != 1 || !errors.Is(st.LastErr, conn.ErrPeerClosed) || dials.Load() != 1 {
+		t.Fatalf("after an early break: %+v after %d dials, want 1 attempt, conn.ErrPeerClosed, 1 dial", st, dials.Load())
+	}
+	clock.fire(t)
 	waitFor(t, func() bool { return peer.State() == Up && peer.Stats().Conns == 1 })
-	if _, err := Echo.Call(context.Background(), peer, []byte("again")); err != nil {
-		t.Fatal(err)
+	// Open StableAfter (the default, max(Timeout, BackoffBase) = 1s): the
+	// success that forgives the earlier failure.
+	clock.advance(time.Second)
+	if st := peer.Stats(); st.Attempts != 0 {
+		t.Fatalf("a stable connection left %d attempts", st.Attempts)
+	}
+	if _, err := Hangup.Call(ctx, peer, nil); !errors.Is(err, hawser.ErrTransport) {
+		t.Fatalf("hang-up call: %v", err)
+	}
+	waitFor(t, func() bool { return dials.Load() == 3 && peer.State() == Up && peer.Stats().Conns == 1 })
+	if n, st := clock.pending(), peer.Stats(); n != 0 || st.Attempts != 0 {
+		t.Fatalf("after a stable connection broke: %d timers pending, %+v; want a dial at once and no attempt counted", n, st)
+	}
+	if out, err := Echo.Call(ctx, peer, []byte("again")); err != nil || string(out) != "again" {
+		t.Fatalf("%q %v", out, err)
 	}
 }
 
@@ -699,5 +742,71 @@ func TestConnClosedBeforeAdoptionIsAFailedDial(t *testing.T) {
 	}
 	if deadOnArrival.Load() == 0 {
 		t.Error("no dial handed over a closed connection: the test did not exercise the case")
+	}
+}
+
+// A peer whose connections break right after each handshake is not
+// redialed at once: each break counts as a failed attempt, so the dials
+// wait for the backoff timers (the fake clock fires them one by one) and
+// the peer is parked after RetriesMax breaks.
+func TestBreakAfterHandshakeBacksOffAndParks(t *testing.T) {
+	addr, handshakes := startHangUpServer(t)
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	var dials atomic.Int32
+	const retries = 4
+	const base, capD = 100 * time.Millisecond, 250 * time.Millisecond
+	p := newPool(t, func(c *Config) {
+		c.Clock = clock
+		c.RetriesMax = retries
+		c.BackoffBase, c.BackoffMax = base, capD
+		c.Dial = func(ctx context.Context, e *conn.Engine, a string, cfg *conn.Config) (*conn.Conn, error) {
+			dials.Add(1)
+			return conn.Dial(ctx, e, a, cfg)
+		}
+	})
+	peer := p.Peer(addr)
+	// The first dial; the call may even succeed, if the server's loop
+	// serves it before the close.
+	_, _ = Echo.Call(context.Background(), peer, []byte("x"))
+	var delays []time.Duration
+	for fired := 0; ; fired++ {
+		// Wait for the break to be counted: a backoff timer (or parking).
+		// A dial beyond one per fired timer ends the wait too: it is
+		// the redial without backoff this test is about.
+		waitFor(t, func() bool {
+			s := peer.State()
+			return int(dials.Load()) > fired+1 || s == Parked || s == BackingOff && clock.pending() == 1
+		})
+		if got := int(dials.Load()); got != fired+1 {
+			t.Fatalf("%d dials after %d backoff timers fired: a broken connection was redialed without backoff", got, fired)
+		}
+		if peer.State() == Parked {
+			break
+		}
+		if _, err := Echo.Call(context.Background(), peer, nil); !errors.Is(err, ErrPeerUnavailable) {
+			t.Fatalf("call while backing off: %v", err)
+		}
+		delays = append(delays, clock.fire(t))
+	}
+	st := peer.Stats()
+	if st.Attempts != retries || dials.Load() != retries || clock.pending() != 0 {
+		t.Fatalf("parked with %+v after %d dials, %d timers pending; want %d attempts and dials, none pending", st, dials.Load(), clock.pending(), retries)
+	}
+	if !errors.Is(st.LastErr, conn.ErrPeerClosed) {
+		t.Errorf("last error %v, want the break (conn.ErrPeerClosed)", st.LastErr)
+	}
+	if handshakes.Load() == 0 {
+		t.Error("no handshake completed: the test saw failed dials, not broken connections")
+	}
+	for i, d := range delays {
+		full := min(base<<i, capD)
+		if d < full/2 || d > full {
+			t.Errorf("delay %d = %v outside [%v, %v]", i+1, d, full/2, full)
+		}
+	}
+	t.Logf("backoff delays: %v; handshakes completed: %d of %d dials", delays, handshakes.Load(), dials.Load())
+	var ue *UnavailableError
+	if _, err := Echo.Call(context.Background(), peer, nil); !errors.As(err, &ue) || ue.State != Parked {
+		t.Fatalf("parked call: %v", err)
 	}
 }
