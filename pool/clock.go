@@ -2,7 +2,8 @@ package pool
 
 import "time"
 
-// Clock is the time source of backoff timers; tests inject a fake one.
+// Clock is the time source of backoff timers and of connection ages
+// (Config.StableAfter); tests inject a fake one.
 type Clock interface {
 	Now() time.Time
 	AfterFunc(d time.Duration, f func()) Timer

@@ -3,7 +3,9 @@ package pool
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/hawser-rpc/hawser"
 	"github.com/hawser-rpc/hawser/conn"
@@ -12,19 +14,30 @@ import (
 // Peer is one remote node: a hawser.Caller whose calls go over one of its
 // connections. Safe for concurrent use.
 type Peer struct {
+	// Immutable after Pool.Peer.
 	pool *Pool
 	addr string
 	cfg  conn.Config // per peer: OnClose reports to this Peer
 
-	mu       sync.Mutex
+	mu       sync.Mutex // guards the fields below; see Pool for the lock order
 	state    State
-	conns    []*conn.Conn
+	conns    []peerConn // open when dial adopted them; removed by onConnClose, reapLocked, park, close
 	dialing  bool
 	dialDone chan struct{} // closed when the dial in progress ends
-	attempts int           // failed dials since the last success or wake
-	lastErr  error
-	timer    Timer // the scheduled retry while BackingOff
+	// attempts counts failed attempts (failed dials, and connections that
+	// broke before StableAfter) since a connection was stable or MarkAlive;
+	// read it through settleLocked.
+	attempts int
+	lastErr  error // the last failed attempt's error; nil once a dial succeeds
+	timer    Timer // the scheduled retry; set only while BackingOff, with no dial in progress
 	closed   bool
+}
+
+// peerConn is an adopted connection and the pool Clock's time when its
+// handshake completed.
+type peerConn struct {
+	c  *conn.Conn
+	up time.Time
 }
 
 // Addr is the peer's address.
@@ -39,16 +52,22 @@ func (pe *Peer) State() State {
 
 // Stats is a snapshot of a peer.
 type Stats struct {
-	State    State
-	Conns    int
-	Attempts int   // failed dials since the last success
-	LastErr  error // the last dial error
+	State State
+	Conns int
+	// Attempts counts failed attempts since a connection was stable (open
+	// Config.StableAfter) or MarkAlive: failed dials, and connections that
+	// broke before StableAfter.
+	Attempts int
+	// LastErr is the last failed attempt's error (a dial error, or why a
+	// connection broke early); nil once a dial succeeds.
+	LastErr error
 }
 
 // Stats returns a snapshot.
 func (pe *Peer) Stats() Stats {
 	pe.mu.Lock()
 	defer pe.mu.Unlock()
+	pe.settleLocked()
 	return Stats{State: pe.state, Conns: len(pe.conns), Attempts: pe.attempts, LastErr: pe.lastErr}
 }
 
@@ -90,14 +109,22 @@ func (pe *Peer) OpenStream(ctx context.Context, method uint64, req []byte, opts 
 }
 
 // conn returns a connection for a call: the least loaded one that is not
-// draining, dialing when there is none.
+// draining, dialing when there is none. But while a connection younger
+// than StableAfter is draining, it waits for that connection to close
+// instead of dialing: the connection may be breaking (conn.Conn takes no
+// calls once it is closing, before Done and OnClose), and the accounting
+// of its close (closedLocked) decides whether to back off or dial, so a
+// caller cannot dial around the backoff just before a break is counted.
+// The cost: when a young connection drains after a GOAWAY and no other is
+// open, callers wait for its calls in flight to finish.
 func (pe *Peer) conn(ctx context.Context) (*conn.Conn, error) {
 	pe.mu.Lock()
 	for {
-		if pe.closed {
+		if pe.closed || pe.pool.isClosed() {
 			pe.mu.Unlock()
-			return nil, &hawser.TransportError{Op: "call", Addr: pe.addr, Err: ErrPoolClosed}
+			return nil, pe.closedError()
 		}
+		pe.reapLocked()
 		if c := pe.pickLocked(); c != nil {
 			pe.mu.Unlock()
 			return c, nil
@@ -108,18 +135,27 @@ func (pe *Peer) conn(ctx context.Context) (*conn.Conn, error) {
 			pe.mu.Unlock()
 			return nil, err
 		}
-		if !pe.dialing {
-			pe.startDialLocked()
+		var wait <-chan struct{}
+		dialed := false
+		if c := pe.youngDrainingLocked(); c != nil {
+			wait = c.Done()
+		} else {
+			if !pe.dialing && !pe.startDialLocked() {
+				pe.mu.Unlock()
+				return nil, pe.closedError()
+			}
+			wait, dialed = pe.dialDone, true
 		}
-		wait := pe.dialDone
 		pe.mu.Unlock()
 		select {
 		case <-wait:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-pe.pool.ctx.Done():
+			return nil, pe.closedError()
 		}
 		pe.mu.Lock()
-		if len(pe.conns) == 0 && pe.lastErr != nil && pe.state != Connecting {
+		if dialed && len(pe.conns) == 0 && pe.lastErr != nil && pe.state != Connecting {
 			// This caller's dial failed: report it (state BackingOff/Parked).
 			err := &UnavailableError{Addr: pe.addr, State: pe.state, Err: pe.lastErr}
 			pe.mu.Unlock()
@@ -128,12 +164,47 @@ func (pe *Peer) conn(ctx context.Context) (*conn.Conn, error) {
 	}
 }
 
+func (pe *Peer) closedError() error {
+	return &hawser.TransportError{Op: "call", Addr: pe.addr, Err: ErrPoolClosed}
+}
+
+// reapLocked drops and accounts for (closedLocked) the connections whose
+// Done is closed. conn.Conn closes Done before it calls OnClose, so a
+// caller may see a closed connection before onConnClose runs; whichever
+// sees it first under pe.mu accounts for it, once.
+func (pe *Peer) reapLocked() {
+	for i := 0; i < len(pe.conns); {
+		pc := pe.conns[i]
+		select {
+		case <-pc.c.Done():
+			pe.conns = slices.Delete(pe.conns, i, i+1)
+			pe.closedLocked(pc)
+		default:
+			i++
+		}
+	}
+}
+
+// youngDrainingLocked returns a connection younger than StableAfter that
+// takes no new calls (it is closing, or going away after a GOAWAY), or
+// nil.
+func (pe *Peer) youngDrainingLocked() *conn.Conn {
+	now := pe.pool.clock.Now()
+	for _, pc := range pe.conns {
+		if now.Sub(pc.up) < pe.pool.cfg.StableAfter && pc.c.Draining() {
+			return pc.c
+		}
+	}
+	return nil
+}
+
 // pickLocked returns the least loaded open connection, starting another
 // dial when all have the acceptor's limit of calls in flight.
 func (pe *Peer) pickLocked() *conn.Conn {
 	var best *conn.Conn
 	bestLoad := 0
-	for _, c := range pe.conns {
+	for _, pc := range pe.conns {
+		c := pc.c
 		if c.Draining() {
 			continue
 		}
@@ -162,26 +233,30 @@ func (pe *Peer) setStateLocked(s State) {
 	}
 }
 
-// startDialLocked starts one background dial.
-func (pe *Peer) startDialLocked() {
-	if pe.pool.isClosed() {
-		return
+// startDialLocked starts one background dial and reports true, or reports
+// false when the pool is closed: then no dial starts and dialDone is not
+// renewed, so a caller must not wait for it.
+func (pe *Peer) startDialLocked() bool {
+	if !pe.pool.addDial() {
+		return false
 	}
 	pe.dialing = true
 	pe.dialDone = make(chan struct{})
 	if len(pe.conns) == 0 {
 		pe.setStateLocked(Connecting)
 	}
-	pe.pool.dials.Add(1)
 	go pe.dial(pe.dialDone)
+	return true
 }
 
+// dial makes one connection; the pool owns it (Close cancels its context
+// and waits for it).
 func (pe *Peer) dial(done chan struct{}) {
 	defer pe.pool.dials.Done()
-	c, err := pe.pool.cfg.Dial(context.Background(), pe.pool.eng, pe.addr, &pe.cfg)
+	c, err := pe.pool.cfg.Dial(pe.pool.ctx, pe.pool.eng, pe.addr, &pe.cfg)
 	pe.mu.Lock()
 	pe.dialing = false
-	if pe.closed || pe.state == Parked {
+	if pe.closed || pe.pool.isClosed() || pe.state == Parked {
 		pe.mu.Unlock()
 		close(done)
 		if c != nil {
@@ -192,23 +267,62 @@ func (pe *Peer) dial(done chan struct{}) {
 	defer pe.mu.Unlock()
 	defer close(done)
 	if err == nil {
-		pe.conns = append(pe.conns, c)
-		pe.attempts, pe.lastErr = 0, nil
-		pe.setStateLocked(Up)
+		select {
+		case <-c.Done():
+			// It closed before it could be adopted. conn.Conn closes Done
+			// before it calls OnClose, and onConnClose takes pe.mu: so
+			// onConnClose ran or will run and finds c in no list. Count
+			// the attempt as failed here, or no one does.
+			err, c = c.Err(), nil
+		default:
+			// Still open under pe.mu: its OnClose comes after this
+			// critical section and finds c in pe.conns.
+		}
+	}
+	if err != nil {
+		pe.failedLocked(err)
 		return
 	}
+	// attempts stays: the connection succeeds only once it is stable
+	// (settleLocked, onConnClose).
+	pe.conns = append(pe.conns, peerConn{c: c, up: pe.pool.clock.Now()})
+	pe.lastErr = nil
+	pe.setStateLocked(Up)
+}
+
+// failedLocked counts a failed attempt: a dial that failed, or a
+// connection that broke before it was stable. With another connection
+// open the peer stays Up; after RetriesMax attempts it is parked; with a
+// dial in progress, that dial is the retry; otherwise it backs off and a
+// timer dials again.
+func (pe *Peer) failedLocked(err error) {
+	pe.settleLocked()
 	pe.attempts++
 	pe.lastErr = err
-	pe.pool.log.Debug("hawser: dial failed", "peer", pe.addr, "attempt", pe.attempts, "err", err)
-	if len(pe.conns) > 0 {
-		return // an extra connection failed; the peer stays Up
-	}
-	if pe.attempts >= pe.pool.cfg.RetriesMax {
+	pe.pool.log.Debug("hawser: attempt failed", "peer", pe.addr, "attempt", pe.attempts, "err", err)
+	switch {
+	case len(pe.conns) > 0:
+		// An extra connection failed; the peer stays Up.
+	case pe.attempts >= pe.pool.cfg.RetriesMax:
 		pe.setStateLocked(Parked)
-		return
+	case pe.dialing:
+		pe.setStateLocked(Connecting)
+	default:
+		pe.setStateLocked(BackingOff)
+		pe.timer = pe.pool.clock.AfterFunc(pe.pool.backoff.Delay(pe.attempts), pe.retry)
 	}
-	pe.setStateLocked(BackingOff)
-	pe.timer = pe.pool.clock.AfterFunc(pe.pool.backoff.Delay(pe.attempts), pe.retry)
+}
+
+// settleLocked forgets the failed attempts once a connection has been open
+// StableAfter: it is the success that ends a run of failures.
+func (pe *Peer) settleLocked() {
+	now := pe.pool.clock.Now()
+	for _, pc := range pe.conns {
+		if now.Sub(pc.up) >= pe.pool.cfg.StableAfter {
+			pe.attempts = 0
+			return
+		}
+	}
 }
 
 // retry is the backoff timer: dial again.
@@ -250,34 +364,71 @@ func (pe *Peer) park() {
 	pe.conns = nil
 	pe.setStateLocked(Parked)
 	pe.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
+	for _, pc := range conns {
+		_ = pc.c.Close() // its OnClose takes pe.mu: not under it
 	}
 }
 
 // onConnClose runs on the event loop when one of the peer's connections
-// closed (conn.Config.OnClose): an idle or graceful close leaves the peer
-// idle until the next call; a broken connection is re-dialed at once.
+// closed (conn.Config.OnClose): see closedLocked.
+//
+// A connection not in pe.conns is ignored: dial counted it as a failed
+// attempt (it closed before adoption), a caller reaped it (reapLocked), or
+// park or close dropped it.
 func (pe *Peer) onConnClose(c *conn.Conn) {
 	pe.mu.Lock()
 	defer pe.mu.Unlock()
-	for i, x := range pe.conns {
-		if x == c {
-			pe.conns = append(pe.conns[:i], pe.conns[i+1:]...)
-			break
+	i := slices.IndexFunc(pe.conns, func(pc peerConn) bool { return pc.c == c })
+	if i < 0 {
+		return
+	}
+	pc := pe.conns[i]
+	pe.conns = slices.Delete(pe.conns, i, i+1)
+	pe.closedLocked(pc)
+}
+
+// closedLocked accounts for an adopted connection that closed, just
+// removed from pe.conns. The rule:
+//   - an idle close, a GOAWAY or a local close is not a failure: the last
+//     connection leaves the peer idle until the next call;
+//   - a connection that broke (any other error) within StableAfter of its
+//     handshake is a failed attempt (failedLocked): the peer backs off, or
+//     is parked after RetriesMax, exactly as after a failed dial;
+//   - one that broke after StableAfter resets the attempts and, if it was
+//     the last, is re-dialed at once.
+func (pe *Peer) closedLocked(pc peerConn) {
+	if pe.closed || pe.state == Parked {
+		return
+	}
+	stable := pe.pool.clock.Now().Sub(pc.up) >= pe.pool.cfg.StableAfter
+	if stable {
+		pe.attempts = 0
+	}
+	err := pc.c.Err()
+	switch {
+	case errors.Is(err, conn.ErrIdle) || errors.Is(err, conn.ErrGoAway) || errors.Is(err, conn.ErrClosed):
+		if len(pe.conns) == 0 {
+			pe.idleLocked()
 		}
-	}
-	if pe.closed || len(pe.conns) > 0 || pe.state == Parked {
-		return
-	}
-	err := c.Err()
-	if errors.Is(err, conn.ErrIdle) || errors.Is(err, conn.ErrGoAway) || errors.Is(err, conn.ErrClosed) {
-		pe.setStateLocked(Idle)
-		return
-	}
-	if !pe.dialing {
+	case !stable:
+		pe.failedLocked(err)
+	case len(pe.conns) > 0:
+		// The other connections carry the calls.
+	case pe.dialing:
+		pe.setStateLocked(Connecting)
+	default:
 		pe.startDialLocked()
 	}
+}
+
+// idleLocked is the state with no connection and no failure: Connecting if
+// a dial is in progress, else Idle.
+func (pe *Peer) idleLocked() {
+	if pe.dialing {
+		pe.setStateLocked(Connecting)
+		return
+	}
+	pe.setStateLocked(Idle)
 }
 
 func (pe *Peer) close() {
@@ -290,7 +441,7 @@ func (pe *Peer) close() {
 	conns := pe.conns
 	pe.conns = nil
 	pe.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
+	for _, pc := range conns {
+		_ = pc.c.Close()
 	}
 }

@@ -29,12 +29,27 @@ type Config struct {
 	// (rpc-inactivity-timeout); the next call dials again. Default 300s;
 	// negative disables.
 	InactivityTimeout time.Duration
-	// RetriesMax is the number of failed dial attempts after which a peer
-	// is parked until MarkAlive (rpc-retries-max). Default 5.
+	// RetriesMax is the number of failed attempts in a row after which a
+	// peer is parked until MarkAlive (rpc-retries-max). A failed attempt
+	// is a failed dial or a connection that broke before StableAfter.
+	// Default 5.
 	RetriesMax int
 	// BackoffBase is the first retry delay; BackoffMax caps the delays
 	// (rpc-backoff-max). Defaults 200ms and 180s.
 	BackoffBase, BackoffMax time.Duration
+	// StableAfter is how long, by Clock, a connection must stay open after
+	// its handshake for its dial to count as a success. One that breaks
+	// sooner (with an error other than an idle close, a GOAWAY or a local
+	// close: conn.ErrIdle, conn.ErrGoAway, conn.ErrClosed) is a failed
+	// attempt: the peer backs off, or is parked after RetriesMax, as after
+	// a failed dial, instead of dialing again at once; so a peer that
+	// accepts and then drops every connection is dialed at the backoff
+	// rate. A connection open StableAfter resets the count, and its break
+	// is re-dialed at once. Default max(Timeout, BackoffBase), 1s with the
+	// defaults; any positive duration; negative: every connection is
+	// stable from its handshake, so a break never counts and is always
+	// re-dialed at once.
+	StableAfter time.Duration
 	// MaxConnsPerPeer bounds the connections to one peer; another is dialed
 	// when every connection has the acceptor's limit of calls in flight.
 	// Default 4.
@@ -42,9 +57,11 @@ type Config struct {
 
 	// Engine runs the connections; nil: the pool starts and owns one.
 	Engine *conn.Engine
-	// Clock drives backoff timers; nil: real time.
+	// Clock drives backoff timers and measures StableAfter; nil: real
+	// time.
 	Clock Clock
-	// Dial makes one connection; nil: conn.Dial. Tests wrap it.
+	// Dial makes one connection; nil: conn.Dial. Tests wrap it. Its ctx
+	// is cancelled when the pool closes, and Close waits for it to return.
 	Dial func(ctx context.Context, e *conn.Engine, addr string, cfg *conn.Config) (*conn.Conn, error)
 	// OnStateChange, if set, is called on every peer state change, in
 	// order for each peer. It must not block.
@@ -96,11 +113,12 @@ const (
 	Connecting
 	// Up: at least one connection is open.
 	Up
-	// BackingOff: the last dial failed; another is scheduled. Calls fail
-	// at once with ErrPeerUnavailable.
+	// BackingOff: the last attempt failed (a dial, or a connection that
+	// broke before Config.StableAfter); another dial is scheduled. Calls
+	// fail at once with ErrPeerUnavailable.
 	BackingOff
-	// Parked: RetriesMax dials failed, or gossip reported the peer dead or
-	// left. No dial until MarkAlive; calls fail at once.
+	// Parked: RetriesMax attempts in a row failed, or gossip reported the
+	// peer dead or left. No dial until MarkAlive; calls fail at once.
 	Parked
 )
 
@@ -128,12 +146,12 @@ var ErrPeerUnavailable = errors.New("pool: peer unavailable")
 var ErrPoolClosed = errors.New("pool: closed")
 
 // UnavailableError says why a peer refused a call at once: its state and
-// the last dial error (errors.Is matches both ErrPeerUnavailable and that
-// error).
+// the last failed attempt's error (errors.Is matches both
+// ErrPeerUnavailable and that error).
 type UnavailableError struct {
 	Addr  string
 	State State
-	Err   error // the last dial error, or nil
+	Err   error // the last failed attempt's error (Stats.LastErr), or nil
 }
 
 func (e *UnavailableError) Error() string {
@@ -149,18 +167,27 @@ func (e *UnavailableError) Is(target error) bool {
 }
 
 // Pool dials and keeps connections to peers.
+//
+// Lock order: Peer.mu, then Pool.mu (a peer asks the pool whether it is
+// closed while holding its own lock; the pool never calls into a peer
+// while holding its lock).
 type Pool struct {
+	// Immutable after New.
 	cfg     Config
 	backoff Backoff
 	clock   Clock
 	log     *slog.Logger
 	eng     *conn.Engine
 	ownEng  bool
+	// ctx is cancelled by Close, under mu right after closed is set: it
+	// wakes callers waiting on a dial and aborts dials in progress.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	peers  map[string]*Peer
 	closed bool
-	dials  sync.WaitGroup
+	dials  sync.WaitGroup // dial goroutines; Add only under mu while !closed
 }
 
 // New returns a Pool. Conn must carry TLS (or InsecurePlaintext) and a
@@ -180,6 +207,9 @@ func New(cfg Config) (*Pool, error) {
 	}
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = config.DefaultBackoffMax.Duration()
+	}
+	if cfg.StableAfter == 0 {
+		cfg.StableAfter = max(cfg.Timeout, cfg.BackoffBase)
 	}
 	if cfg.MaxConnsPerPeer <= 0 {
 		cfg.MaxConnsPerPeer = DefaultMaxConnsPerPeer
@@ -211,16 +241,18 @@ func New(cfg Config) (*Pool, error) {
 		}
 		p.eng, p.ownEng = eng, true
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p, nil
 }
 
-// Peer returns the peer at addr (host:port), creating it idle.
+// Peer returns the peer at addr (host:port), creating it idle. After
+// Close the peer is closed too: its calls fail with ErrPoolClosed.
 func (p *Pool) Peer(addr string) *Peer {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pe := p.peers[addr]
 	if pe == nil {
-		pe = &Peer{pool: p, addr: addr}
+		pe = &Peer{pool: p, addr: addr, closed: p.closed}
 		pe.cfg = p.cfg.Conn
 		pe.cfg.Timeout = p.cfg.Timeout
 		pe.cfg.InactivityTimeout = p.cfg.InactivityTimeout
@@ -257,8 +289,10 @@ func (p *Pool) Peers() map[string]State {
 	return out
 }
 
-// Close closes every connection, stops the timers and waits for dials in
-// progress; calls fail with ErrPoolClosed.
+// Close closes every connection, stops the timers, aborts the dials in
+// progress and waits for them. Calls fail at once with an error matching
+// ErrPoolClosed from then on, including calls already waiting on a dial
+// and calls on peers created after Close.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -266,6 +300,7 @@ func (p *Pool) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.cancel()
 	peers := make([]*Peer, 0, len(p.peers))
 	for _, pe := range p.peers {
 		peers = append(peers, pe)
@@ -281,8 +316,18 @@ func (p *Pool) Close() error {
 	return nil
 }
 
-func (p *Pool) isClosed() bool {
+// isClosed reports whether Close has begun; it takes no lock.
+func (p *Pool) isClosed() bool { return p.ctx.Err() != nil }
+
+// addDial accounts for a dial goroutine about to start, unless the pool is
+// closed: then it returns false and no dial may start. Checking closed and
+// adding to dials under one lock keeps Add from racing Close's Wait.
+func (p *Pool) addDial() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.closed
+	if p.closed {
+		return false
+	}
+	p.dials.Add(1)
+	return true
 }

@@ -35,9 +35,11 @@ var Echo = hawser.NewMethod[[]byte, []byte]("pool.test.Echo")
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// startServer serves Echo (and Block, which waits for release) on addr
-// ("127.0.0.1:0" for any port).
-func startServer(t *testing.T, addr string, mod func(*server.Config)) (*server.Server, string) {
+// startServer serves Echo on addr ("127.0.0.1:0" for any port). mod, if
+// set, edits the configuration; handle, if set, registers more methods
+// (state a handler needs belongs to the test that registers it, so tests
+// stay independent under -count and -shuffle).
+func startServer(t *testing.T, addr string, mod func(*server.Config), handle func(*server.Server) error) (*server.Server, string) {
 	t.Helper()
 	pair, err := certgen.SelfSigned("localhost")
 	if err != nil {
@@ -59,14 +61,10 @@ func startServer(t *testing.T, addr string, mod func(*server.Config)) (*server.S
 	if err := server.Handle(s, Echo, func(_ context.Context, b []byte) ([]byte, error) { return b, nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := server.Handle(s, Block, func(ctx context.Context, b []byte) ([]byte, error) {
-		select {
-		case <-blockRelease:
-		case <-ctx.Done():
+	if handle != nil {
+		if err := handle(s); err != nil {
+			t.Fatal(err)
 		}
-		return b, nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(context.Background()) }()
@@ -79,10 +77,21 @@ func startServer(t *testing.T, addr string, mod func(*server.Config)) (*server.S
 	return s, s.Addr().String()
 }
 
-var (
-	Block        = hawser.NewMethod[[]byte, []byte]("pool.test.Block")
-	blockRelease = make(chan struct{})
-)
+// Block waits until its test releases it (see handleBlock).
+var Block = hawser.NewMethod[[]byte, []byte]("pool.test.Block")
+
+// handleBlock registers Block, whose calls return once release is closed.
+func handleBlock(release <-chan struct{}) func(*server.Server) error {
+	return func(s *server.Server) error {
+		return server.Handle(s, Block, func(ctx context.Context, b []byte) ([]byte, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return b, nil
+		})
+	}
+}
 
 func newPool(t *testing.T, mod func(*Config)) *Pool {
 	t.Helper()
@@ -98,7 +107,8 @@ func newPool(t *testing.T, mod func(*Config)) *Pool {
 	return p
 }
 
-// fakeClock records AfterFunc calls; the test fires them.
+// fakeClock records AfterFunc calls; the test fires them. Its time moves
+// only by fire and advance. mu guards every field, and the timers' stopped.
 type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
@@ -106,19 +116,36 @@ type fakeClock struct {
 }
 
 type fakeTimer struct {
+	c       *fakeClock
 	d       time.Duration
 	f       func()
-	stopped bool
+	stopped bool // fired or stopped
 }
 
-func (t *fakeTimer) Stop() bool { t.stopped = true; return true }
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.stopped
+	t.stopped = true
+	return !was
+}
 
-func (c *fakeClock) Now() time.Time { return c.now }
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
 
 func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := &fakeTimer{d: d, f: f}
+	t := &fakeTimer{c: c, d: d, f: f}
 	c.timers = append(c.timers, t)
 	return t
 }
@@ -234,7 +261,7 @@ func TestBackoffThenParkThenMarkAlive(t *testing.T) {
 		}
 	}
 	// Parked: calls fail at once, nothing is dialed, whatever the time.
-	clock.now = clock.now.Add(time.Hour)
+	clock.advance(time.Hour)
 	for range 10 {
 		start := time.Now()
 		_, err := Echo.Call(context.Background(), peer, nil)
@@ -250,7 +277,7 @@ func TestBackoffThenParkThenMarkAlive(t *testing.T) {
 		t.Fatal("a parked peer was dialed")
 	}
 	// The peer comes up; gossip says so; it is dialed at once.
-	startServer(t, addr, nil)
+	startServer(t, addr, nil, nil)
 	p.MarkAlive(addr)
 	waitFor(t, func() bool { return peer.State() == Up })
 	if dials.Load() != 6 {
@@ -285,7 +312,7 @@ func TestBackoffJitterAndCap(t *testing.T) {
 // Inactivity timeout 200 ms: the idle connection closes and the next call
 // dials again.
 func TestIdleConnectionRedialedOnDemand(t *testing.T) {
-	_, addr := startServer(t, "127.0.0.1:0", nil)
+	_, addr := startServer(t, "127.0.0.1:0", nil, nil)
 	var dials atomic.Int32
 	p := newPool(t, func(c *Config) {
 		c.InactivityTimeout = 200 * time.Millisecond
@@ -312,7 +339,8 @@ func TestIdleConnectionRedialedOnDemand(t *testing.T) {
 
 // A new connection when every connection has the acceptor's in-flight limit.
 func TestSecondConnectionAtInFlightLimit(t *testing.T) {
-	_, addr := startServer(t, "127.0.0.1:0", func(c *server.Config) { c.Conn.MaxCalls = 4 })
+	release := make(chan struct{})
+	_, addr := startServer(t, "127.0.0.1:0", func(c *server.Config) { c.Conn.MaxCalls = 4 }, handleBlock(release))
 	p := newPool(t, nil)
 	peer := p.Peer(addr)
 	var wg sync.WaitGroup
@@ -326,30 +354,73 @@ func TestSecondConnectionAtInFlightLimit(t *testing.T) {
 		}()
 	}
 	waitFor(t, func() bool { return peer.Stats().Conns >= 2 })
-	close(blockRelease)
+	close(release)
 	wg.Wait()
 	t.Logf("connections: %d", peer.Stats().Conns)
 }
 
-// A broken connection is re-dialed at once.
+// Hangup closes the connection its call arrives on, before replying.
+var Hangup = hawser.NewMethod[[]byte, []byte]("pool.test.Hangup")
+
+func handleHangup(s *server.Server) error {
+	return server.Handle(s, Hangup, func(ctx context.Context, b []byte) ([]byte, error) {
+		if c, ok := conn.FromContext(ctx); ok {
+			_ = c.Close()
+		}
+		return b, nil
+	})
+}
+
+// A connection that breaks before StableAfter (by the pool's clock) is a
+// failed attempt and waits for the backoff; one that breaks after it is
+// re-dialed at once and resets the attempts.
 func TestBrokenConnectionRedialed(t *testing.T) {
-	srv, addr := startServer(t, "127.0.0.1:0", nil)
-	p := newPool(t, nil)
+	_, addr := startServer(t, "127.0.0.1:0", nil, handleHangup)
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	var dials atomic.Int32
+	p := newPool(t, func(c *Config) {
+		c.Clock = clock
+		c.Dial = func(ctx context.Context, e *conn.Engine, a string, cfg *conn.Config) (*conn.Conn, error) {
+			dials.Add(1)
+			return conn.Dial(ctx, e, a, cfg)
+		}
+	})
 	peer := p.Peer(addr)
-	if _, err := Echo.Call(context.Background(), peer, nil); err != nil {
+	ctx := context.Background()
+	if _, err := Echo.Call(ctx, peer, nil); err != nil {
 		t.Fatal(err)
 	}
-	_ = srv.Close() // every connection drops; nothing listens any more
-	startServer(t, addr, nil)
+	// At once: the connection was not stable.
+	if _, err := Hangup.Call(ctx, peer, nil); !errors.Is(err, hawser.ErrTransport) {
+		t.Fatalf("hang-up call: %v", err)
+	}
+	waitFor(t, func() bool { return peer.State() == BackingOff && clock.pending() == 1 })
+	if st := peer.Stats(); st.Attempts != 1 || !errors.Is(st.LastErr, conn.ErrPeerClosed) || dials.Load() != 1 {
+		t.Fatalf("after an early break: %+v after %d dials, want 1 attempt, conn.ErrPeerClosed, 1 dial", st, dials.Load())
+	}
+	clock.fire(t)
 	waitFor(t, func() bool { return peer.State() == Up && peer.Stats().Conns == 1 })
-	if _, err := Echo.Call(context.Background(), peer, []byte("again")); err != nil {
-		t.Fatal(err)
+	// Open StableAfter (the default, max(Timeout, BackoffBase) = 1s): the
+	// success that forgives the earlier failure.
+	clock.advance(time.Second)
+	if st := peer.Stats(); st.Attempts != 0 {
+		t.Fatalf("a stable connection left %d attempts", st.Attempts)
+	}
+	if _, err := Hangup.Call(ctx, peer, nil); !errors.Is(err, hawser.ErrTransport) {
+		t.Fatalf("hang-up call: %v", err)
+	}
+	waitFor(t, func() bool { return dials.Load() == 3 && peer.State() == Up && peer.Stats().Conns == 1 })
+	if n, st := clock.pending(), peer.Stats(); n != 0 || st.Attempts != 0 {
+		t.Fatalf("after a stable connection broke: %d timers pending, %+v; want a dial at once and no attempt counted", n, st)
+	}
+	if out, err := Echo.Call(ctx, peer, []byte("again")); err != nil || string(out) != "again" {
+		t.Fatalf("%q %v", out, err)
 	}
 }
 
 // MarkDead parks a live peer: calls fail fast until MarkAlive.
 func TestMarkDeadParks(t *testing.T) {
-	_, addr := startServer(t, "127.0.0.1:0", nil)
+	_, addr := startServer(t, "127.0.0.1:0", nil, nil)
 	p := newPool(t, nil)
 	peer := p.Peer(addr)
 	if _, err := Echo.Call(context.Background(), peer, nil); err != nil {
@@ -388,7 +459,7 @@ func TestConfigFromNodeTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, addr := startServer(t, "127.0.0.1:0", func(c *server.Config) { c.Certificate = &leaf.Cert })
+	_, addr := startServer(t, "127.0.0.1:0", func(c *server.Config) { c.Certificate = &leaf.Cert }, nil)
 	caPath := t.TempDir() + "/ca.pem"
 	if err := os.WriteFile(caPath, ca.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
@@ -415,5 +486,318 @@ func TestConfigFromNodeTLS(t *testing.T) {
 	}
 	if _, err := ConfigFromNode(config.Node{CAPath: "/nonexistent.pem"}); err == nil {
 		t.Fatal("missing rpc-ca-path accepted")
+	}
+}
+
+// startSilentServer listens on loopback and accepts TCP connections but
+// never answers: a dial to it waits in the TLS handshake until its
+// deadline.
+func startSilentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var accepted []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted = append(accepted, nc)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, nc := range accepted {
+			_ = nc.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// callAndStream makes one Call and opens one stream on peer and returns
+// their errors.
+func callAndStream(ctx context.Context, peer *Peer) (callErr, streamErr error) {
+	_, callErr = peer.Call(ctx, Echo.ID(), []byte("x"))
+	s, streamErr := peer.OpenStream(ctx, Echo.ID(), []byte("x"))
+	if s != nil {
+		_ = s.Close()
+	}
+	return callErr, streamErr
+}
+
+// After Close, Call and OpenStream fail at once with ErrPoolClosed: on a
+// peer that was connected, on one created before Close that never dialed,
+// on one created after Close, and for callers already waiting on a dial.
+func TestClosedPoolFailsAtOnce(t *testing.T) {
+	_, addr := startServer(t, "127.0.0.1:0", nil, nil)
+	// A caller's context: a call still blocked after Close ends with it
+	// and shows up as a deadline error, not as ErrPoolClosed.
+	callerCtx := func(t *testing.T) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	check := func(t *testing.T, what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrPoolClosed) || !errors.Is(err, hawser.ErrTransport) {
+			t.Errorf("%s after Close: %v, want ErrPoolClosed", what, err)
+		}
+	}
+	t.Run("peers before and after Close", func(t *testing.T) {
+		ctx := callerCtx(t)
+		p := newPool(t, nil)
+		connected := p.Peer(addr)
+		if _, err := Echo.Call(ctx, connected, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		unused := p.Peer(deadAddr(t))
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for name, peer := range map[string]*Peer{
+			"connected peer":           connected,
+			"peer never dialed":        unused,
+			"peer created after Close": p.Peer(deadAddr(t)),
+		} {
+			callErr, streamErr := callAndStream(ctx, peer)
+			check(t, name+": Call", callErr)
+			check(t, name+": OpenStream", streamErr)
+		}
+	})
+	t.Run("callers waiting on a dial", func(t *testing.T) {
+		ctx := callerCtx(t)
+		silent := startSilentServer(t)
+		p := newPool(t, func(c *Config) {
+			c.Timeout = 10 * time.Second // the dial would outlast the callers' contexts
+		})
+		peer := p.Peer(silent)
+		errs := make(chan error, 2)
+		var callers sync.WaitGroup
+		callers.Add(2)
+		go func() {
+			defer callers.Done()
+			_, err := peer.Call(ctx, Echo.ID(), []byte("x"))
+			errs <- err
+		}()
+		go func() {
+			defer callers.Done()
+			s, err := peer.OpenStream(ctx, Echo.ID(), []byte("x"))
+			if s != nil {
+				_ = s.Close()
+			}
+			errs <- err
+		}()
+		waitFor(t, func() bool { return peer.State() == Connecting }) // the dial hangs in TLS
+		closed := make(chan error, 1)
+		go func() { closed <- p.Close() }()
+		deadline := time.NewTimer(time.Second)
+		defer deadline.Stop()
+		for waiting := 2; waiting > 0; {
+			select {
+			case err := <-errs:
+				check(t, "caller waiting on the dial", err)
+				waiting--
+			case <-deadline.C:
+				t.Errorf("%d callers waiting on a dial still wait 1s after Close", waiting)
+				callers.Wait() // until their contexts end
+				waiting = 0
+			}
+		}
+		select {
+		case <-closed:
+		case <-deadline.C:
+			t.Error("Close still waits for the dial in progress 1s later")
+			<-closed // until the dial's rpc-timeout
+		}
+		callers.Wait()
+	})
+}
+
+// echoRouter serves Echo inline, for a server built on conn.Accept alone.
+type echoRouter struct{}
+
+func (echoRouter) Route(m uint64) *conn.Route {
+	if m != Echo.ID() {
+		return nil
+	}
+	return &conn.Route{Mode: conn.ModeInline, Unary: func(_ context.Context, r *conn.Request) ([]byte, error) {
+		return r.Payload, nil
+	}}
+}
+func (echoRouter) Methods() []uint64     { return []uint64{Echo.ID()} }
+func (echoRouter) Submit(conn.Task) bool { return false }
+
+// startHangUpServer listens on loopback, completes the hawser handshake
+// (TLS and cluster key) of every connection, then closes it at once: a
+// peer that breaks each connection right after accepting it. It returns
+// the address and the number of handshakes completed so far.
+func startHangUpServer(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
+	pair, err := certgen.SelfSigned("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := conn.NewEngine(conn.EngineConfig{Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = eng.Close()
+		t.Fatal(err)
+	}
+	cfg := &conn.Config{TLS: conn.ServerTLS(pair.Cert), ClusterKey: key, Router: echoRouter{}}
+	var handshakes atomic.Int32
+	var wg sync.WaitGroup // the accept loop and its handshakes
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return // the listener closed
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := conn.Accept(context.Background(), eng, nc, cfg)
+				if err != nil {
+					return
+				}
+				handshakes.Add(1)
+				_ = c.Close()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+		_ = eng.Close()
+	})
+	return ln.Addr().String(), &handshakes
+}
+
+// A connection that closes before the dial that made it hands it to the
+// peer is not kept: the dial counts as failed (the peer backs off), the
+// peer never reports Up over dead connections, and no dial goes past
+// MaxConnsPerPeer.
+func TestConnClosedBeforeAdoptionIsAFailedDial(t *testing.T) {
+	addr, _ := startHangUpServer(t)
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	var dials, deadOnArrival atomic.Int32
+	p := newPool(t, func(c *Config) {
+		c.Clock = clock
+		c.Dial = func(ctx context.Context, e *conn.Engine, a string, cfg *conn.Config) (*conn.Conn, error) {
+			dials.Add(1)
+			c, err := conn.Dial(ctx, e, a, cfg)
+			if err != nil {
+				return nil, err
+			}
+			// Hand the connection over only once the server's close has
+			// reached it, so that it is dead before the peer adopts it.
+			deadline := time.NewTimer(5 * time.Second)
+			defer deadline.Stop()
+			select {
+			case <-c.Done():
+				deadOnArrival.Add(1)
+			case <-deadline.C:
+				t.Error("the hang-up server did not close the connection")
+			}
+			return c, nil
+		}
+	})
+	peer := p.Peer(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := Echo.Call(ctx, peer, []byte("x"))
+	st := peer.Stats()
+	if !errors.Is(err, ErrPeerUnavailable) {
+		t.Errorf("call: %v, want ErrPeerUnavailable", err)
+	}
+	if st.State != BackingOff || st.Conns != 0 || st.Attempts != 1 || dials.Load() != 1 {
+		t.Errorf("after one dead connection: %+v after %d dials, want backing-off, 0 connections, 1 attempt, 1 dial", st, dials.Load())
+	}
+	if st.Conns > DefaultMaxConnsPerPeer {
+		t.Errorf("%d connections held, above MaxConnsPerPeer = %d", st.Conns, DefaultMaxConnsPerPeer)
+	}
+	if deadOnArrival.Load() == 0 {
+		t.Error("no dial handed over a closed connection: the test did not exercise the case")
+	}
+}
+
+// A peer whose connections break right after each handshake is not
+// redialed at once: each break counts as a failed attempt, so the dials
+// wait for the backoff timers (the fake clock fires them one by one) and
+// the peer is parked after RetriesMax breaks.
+func TestBreakAfterHandshakeBacksOffAndParks(t *testing.T) {
+	addr, handshakes := startHangUpServer(t)
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	var dials atomic.Int32
+	const retries = 4
+	const base, capD = 100 * time.Millisecond, 250 * time.Millisecond
+	p := newPool(t, func(c *Config) {
+		c.Clock = clock
+		c.RetriesMax = retries
+		c.BackoffBase, c.BackoffMax = base, capD
+		c.Dial = func(ctx context.Context, e *conn.Engine, a string, cfg *conn.Config) (*conn.Conn, error) {
+			dials.Add(1)
+			return conn.Dial(ctx, e, a, cfg)
+		}
+	})
+	peer := p.Peer(addr)
+	// The first dial; the call may even succeed, if the server's loop
+	// serves it before the close.
+	_, _ = Echo.Call(context.Background(), peer, []byte("x"))
+	var delays []time.Duration
+	for fired := 0; ; fired++ {
+		// Wait for the break to be counted: a backoff timer (or parking).
+		// A dial beyond one per fired timer ends the wait too: it is
+		// the redial without backoff this test is about.
+		waitFor(t, func() bool {
+			s := peer.State()
+			return int(dials.Load()) > fired+1 || s == Parked || s == BackingOff && clock.pending() == 1
+		})
+		if got := int(dials.Load()); got != fired+1 {
+			t.Fatalf("%d dials after %d backoff timers fired: a broken connection was redialed without backoff", got, fired)
+		}
+		if peer.State() == Parked {
+			break
+		}
+		if _, err := Echo.Call(context.Background(), peer, nil); !errors.Is(err, ErrPeerUnavailable) {
+			t.Fatalf("call while backing off: %v", err)
+		}
+		delays = append(delays, clock.fire(t))
+	}
+	st := peer.Stats()
+	if st.Attempts != retries || dials.Load() != retries || clock.pending() != 0 {
+		t.Fatalf("parked with %+v after %d dials, %d timers pending; want %d attempts and dials, none pending", st, dials.Load(), clock.pending(), retries)
+	}
+	if !errors.Is(st.LastErr, conn.ErrPeerClosed) {
+		t.Errorf("last error %v, want the break (conn.ErrPeerClosed)", st.LastErr)
+	}
+	if handshakes.Load() == 0 {
+		t.Error("no handshake completed: the test saw failed dials, not broken connections")
+	}
+	for i, d := range delays {
+		full := min(base<<i, capD)
+		if d < full/2 || d > full {
+			t.Errorf("delay %d = %v outside [%v, %v]", i+1, d, full/2, full)
+		}
+	}
+	t.Logf("backoff delays: %v; handshakes completed: %d of %d dials", delays, handshakes.Load(), dials.Load())
+	var ue *UnavailableError
+	if _, err := Echo.Call(context.Background(), peer, nil); !errors.As(err, &ue) || ue.State != Parked {
+		t.Fatalf("parked call: %v", err)
 	}
 }
