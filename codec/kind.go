@@ -120,6 +120,7 @@ const (
 	CodeIdle                           // GOAWAY: closing an idle connection
 	CodeShutdown                       // GOAWAY: the sender is shutting down
 	CodeKeepalive                      // GOAWAY: the peer did not answer keepalive pings
+	CodeSlowReader                     // GOAWAY: the peer did not read what it was sent (PROTOCOL.md §9)
 	codeEnd
 )
 
@@ -148,6 +149,7 @@ var codeNames = [...]string{
 	CodeIdle:               "idle",
 	CodeShutdown:           "shutdown",
 	CodeKeepalive:          "keepalive timeout",
+	CodeSlowReader:         "slow reader",
 }
 
 func (c Code) String() string {

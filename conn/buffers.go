@@ -61,3 +61,16 @@ func putReadBuf(b *[]byte) {
 	}
 	putBuf(b)
 }
+
+// appendCapped appends src to dst, growing dst's capacity by doubling but
+// never beyond limit (the caller has checked len(dst)+len(src) <= limit),
+// so that a message being reassembled holds at most limit bytes of buffer.
+func appendCapped(dst, src []byte, limit int) []byte {
+	need := len(dst) + len(src)
+	if need > cap(dst) {
+		nb := make([]byte, len(dst), min(max(2*cap(dst), need), max(limit, need)))
+		copy(nb, dst)
+		dst = nb
+	}
+	return append(dst, src...)
+}

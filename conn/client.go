@@ -159,7 +159,7 @@ func (c *Conn) start(ctx context.Context, cl *call, method uint64, req []byte, o
 		h.Flags |= codec.FlagMetadata
 		prefix = codec.AppendCallPrefix(make([]byte, 0, codec.CallPrefixLen(o.Metadata)), method, o.Metadata)
 	}
-	if err := c.sendMessage(ctx, h, prefix, req, o.Urgent, false); err != nil {
+	if err := c.sendMessage(ctx, h, prefix, req, o.Urgent); err != nil {
 		if c.abandon(cl) || cl.stream != nil {
 			// A stream failed meanwhile was ended through its Stream, not done.
 			return c.transportErr(err)

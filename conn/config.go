@@ -72,11 +72,31 @@ type Config struct {
 	MaxCalls   uint32
 	MaxStreams uint32
 
-	// WriteHighWater bounds the bytes queued for sending on a connection:
-	// a caller that would exceed it waits (push back) instead of growing the
-	// queue. Default 1 MiB, minimum 256 KiB. Urgent and control frames are
-	// never held back.
+	// WriteHighWater bounds the bytes queued for sending on a connection
+	// (hawser's queues and gnet's buffer): a caller that would exceed it
+	// waits (push back) instead of growing the queue, and a handler's reply
+	// waits in the connection's outbox without holding its goroutine.
+	// Urgent messages wait only at twice the mark, so they pass a full bulk
+	// backlog; header-only control frames never wait (PROTOCOL.md §9).
+	// Default 1 MiB, minimum 256 KiB.
 	WriteHighWater int
+
+	// WriteStallTimeout closes a connection, with GOAWAY SlowReader, when
+	// bytes wait to be written to it and none could be for this long: the
+	// peer stopped reading. Default 15s (keepalive's 10s plus 5s, so a peer
+	// that is alive but never reads goes the way of a dead one); negative
+	// disables.
+	WriteStallTimeout time.Duration
+
+	// MaxInputBacklog bounds the received bytes a connection holds without
+	// processing them. Its loop stops reading a peer whose input makes it
+	// queue output (PONG, ERROR for refused calls, inline replies) while
+	// its unsent output is at twice WriteHighWater, until the output has
+	// drained below 1.5 times it; past this bound of unprocessed input the
+	// peer is closed
+	// with GOAWAY SlowReader (PROTOCOL.md §9). Default 2 MiB, minimum
+	// twice MaxFrameSize.
+	MaxInputBacklog int
 
 	// SocketBuffer sets the kernel's send and receive buffers of the
 	// socket (SO_SNDBUF, SO_RCVBUF; Linux doubles the value). Small buffers
@@ -124,6 +144,8 @@ const (
 	DefaultMaxStreams        = 256
 	DefaultWriteHighWater    = 1 << 20
 	DefaultSocketBuffer      = 128 << 10
+	DefaultWriteStallTimeout = 15 * time.Second
+	DefaultMaxInputBacklog   = 2 << 20
 	minWriteHighWater        = 256 << 10
 	minClusterKey            = 16
 )
@@ -168,6 +190,7 @@ func (c *Config) resolved(dialing bool) (*Config, error) {
 	def(&r.InactivityTimeout, DefaultInactivityTimeout)
 	def(&r.KeepaliveInterval, DefaultKeepaliveInterval)
 	def(&r.KeepaliveTimeout, DefaultKeepaliveTimeout)
+	def(&r.WriteStallTimeout, DefaultWriteStallTimeout)
 	if r.MaxFrameSize == 0 {
 		r.MaxFrameSize = codec.DefaultMaxFrameSize
 	}
@@ -196,6 +219,10 @@ func (c *Config) resolved(dialing bool) (*Config, error) {
 		r.WriteHighWater = DefaultWriteHighWater
 	}
 	r.WriteHighWater = max(r.WriteHighWater, minWriteHighWater)
+	if r.MaxInputBacklog == 0 {
+		r.MaxInputBacklog = DefaultMaxInputBacklog
+	}
+	r.MaxInputBacklog = max(r.MaxInputBacklog, 2*int(r.MaxFrameSize))
 	if r.SocketBuffer == 0 {
 		r.SocketBuffer = DefaultSocketBuffer
 	}

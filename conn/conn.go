@@ -50,33 +50,47 @@ type Conn struct {
 	lastStream *call  // dialer: the stream the last STREAM_ITEM went to
 	iov        [][]byte
 	dead       bool // onClose ran
+	loopWrote  bool // the frame being handled made the loop queue output
+	paused     bool // input is not read until the output drains (§9)
+	resumed    bool // a flush lifted the pause: read what waits
+	lingering  bool // a graceful close: flush all, FIN, wait for the peer
+	finSent    bool // the write side is shut down: nothing more is written
+	lastHeld   int  // gnet's outbound bytes after the last flush
 
 	wq writeQueue
 
-	mu        sync.Mutex
-	pending   map[uint32]*call       // dialer: calls and streams awaiting frames
-	nextID    uint32                 // dialer: next call ID (odd)
-	slotWait  chan struct{}          // dialer: closed when a call slot frees
-	inflight  map[uint32]*serverCall // acceptor: calls and streams being served
-	streams   int                    // streams in pending (dialer) or inflight (acceptor)
-	ordered   []*serverCall          // acceptor: ModeOrdered calls waiting
-	ordering  bool                   // acceptor: the ordered goroutine runs
-	goingAway bool                   // a GOAWAY was sent or received
-	lastID    uint32                 // acceptor: highest call ID received; dialer: the peer's GOAWAY Arg
-	activity  uint64                 // bumped when a call starts or ends
-	closeErr  error                  // why the connection closed; first wins
-	drained   chan struct{}          // closed when nothing is in flight and goingAway
+	mu         sync.Mutex
+	pending    map[uint32]*call       // dialer: calls and streams awaiting frames
+	nextID     uint32                 // dialer: next call ID (odd)
+	slotWait   chan struct{}          // dialer: closed when a call slot frees
+	inflight   map[uint32]*serverCall // acceptor: calls and streams being served
+	streams    int                    // dialer: streams in pending
+	ordered    []*serverCall          // acceptor: ModeOrdered calls waiting
+	ordering   bool                   // acceptor: the ordered goroutine runs
+	goingAway  bool                   // a GOAWAY was sent or received
+	sentGoAway bool                   // this side's GOAWAY is queued
+	lastID     uint32                 // acceptor: highest call ID admitted; dialer: the peer's GOAWAY Arg
+	acceptMax  uint32                 // acceptor, going away: the highest call ID still admitted
+	activity   uint64                 // bumped when a call starts or ends
+	closeErr   error                  // why the connection closed; first wins
+	drained    chan struct{}          // closed when nothing is in flight and goingAway
 
-	closed     chan struct{} // closed when onClose has failed everything
-	closing    atomic.Bool
-	lastRecv   atomic.Int64 // unix nanos of the last bytes received
-	pingSent   atomic.Int64 // unix nanos of the outstanding PING, or 0
-	timer      *time.Timer  // keepalive and inactivity; guarded by mu
-	idleSince  time.Time    // guarded by mu
-	seenAct    uint64       // guarded by mu
-	drainArm   atomic.Bool
-	drainTimer *time.Timer    // see armDrain
-	handlers   sync.WaitGroup // acceptor: ordered and stream goroutines
+	callSlots   atomic.Int32  // acceptor: calls in inflight holding a MaxCalls slot
+	streamSlots atomic.Int32  // acceptor: streams among them holding a MaxStreams slot
+	closed      chan struct{} // closed when onClose has failed everything
+	closing     atomic.Bool   // a close (graceful or not) has started
+	hardClosing atomic.Bool   // an immediate close has been queued
+	drainWatch  atomic.Bool   // c.drained exists: flushes check for the drain
+	lastRecv    atomic.Int64  // unix nanos of the last bytes received
+	pingSent    atomic.Int64  // unix nanos of the outstanding PING, or 0
+	stallSince  atomic.Int64  // unix nanos since gnet's buffer stopped shrinking, or 0
+	timer       *time.Timer   // keepalive, inactivity and stall; guarded by mu
+	idleSince   time.Time     // guarded by mu
+	seenAct     uint64        // guarded by mu
+	drainArm    atomic.Bool
+	drainTimer  *time.Timer    // see armDrain
+	lingerTimer *time.Timer    // bounds a graceful close; set on the loop
+	handlers    sync.WaitGroup // acceptor: ordered and stream goroutines
 }
 
 func newConn(cfg *Config, eng *Engine, h *handshake, pi *peerInfo, dialer bool) *Conn {
@@ -200,9 +214,18 @@ func (c *Conn) onOpen(gc gnet.Conn) gnet.Action {
 	return c.onTraffic()
 }
 
-// Run implements gnet.Runnable: the flush task queued by scheduleFlush.
+// Run implements gnet.Runnable: the flush task queued by scheduleFlush
+// (and the drain timer). When the flush lifts a pause on input, the input
+// that waited in gnet's buffer is handled now: no socket event may come
+// for it.
 func (c *Conn) Run(context.Context) error {
 	c.flush()
+	if c.resumed && !c.dead {
+		c.resumed = false
+		if c.service() == gnet.Close && !c.dead {
+			_ = c.loop.Close(c.gc)
+		}
+	}
 	return nil
 }
 
@@ -262,7 +285,8 @@ func (c *Conn) Draining() bool {
 }
 
 // Close closes the connection at once: pending calls and streams fail with a
-// transport error whose cause is ErrClosed. It waits until they have.
+// transport error whose cause is ErrClosed. It waits until they have. It
+// does not wait for handlers (their contexts are cancelled); Wait does.
 func (c *Conn) Close() error {
 	c.closeWith(ErrClosed, codec.CodeOK)
 	<-c.closed
@@ -271,15 +295,14 @@ func (c *Conn) Close() error {
 
 // Shutdown closes gracefully: it sends GOAWAY, lets calls and streams in
 // flight finish (new calls fail with ErrGoAway, so a pool sends them
-// elsewhere), then closes. If ctx ends first, it closes at once and returns
-// ctx.Err().
+// elsewhere) and their outcomes reach the socket, then shuts down the write
+// side and waits (at most Timeout) for the peer to close. If ctx ends first,
+// it closes at once and returns ctx.Err().
 func (c *Conn) Shutdown(ctx context.Context) error {
-	drained := c.goAway(codec.CodeOK)
+	drained := c.goAway()
 	select {
 	case <-drained:
-		c.closeWith(ErrClosed, codec.CodeOK)
-		<-c.closed
-		return nil
+		c.closeGraceful(ErrClosed, codec.CodeOK)
 	case <-c.closed:
 		return nil
 	case <-ctx.Done():
@@ -287,69 +310,152 @@ func (c *Conn) Shutdown(ctx context.Context) error {
 		<-c.closed
 		return ctx.Err()
 	}
+	select {
+	case <-c.closed:
+		return nil
+	case <-ctx.Done():
+		c.closeWith(ErrClosed, codec.CodeOK)
+		<-c.closed
+		return ctx.Err()
+	}
 }
 
-// goAway marks the connection draining and sends GOAWAY once. It returns a
-// channel closed when nothing is in flight any more.
-func (c *Conn) goAway(code codec.Code) <-chan struct{} {
+// goAway marks the connection draining and queues this side's GOAWAY once.
+// It returns a channel closed when nothing is in flight any more and every
+// outcome has been written to the socket.
+func (c *Conn) goAway() <-chan struct{} {
 	c.mu.Lock()
-	first := !c.goingAway
-	c.goingAway = true
+	trigger := c.sendGoAwayLocked(codec.CodeOK, "")
 	if c.drained == nil {
 		c.drained = make(chan struct{})
 	}
+	c.drainWatch.Store(true)
 	d := c.drained
 	c.checkDrainedLocked()
-	last := c.lastID
-	if c.dialer {
-		last = 0
-	}
 	c.mu.Unlock()
-	if first {
-		c.queueControl(codec.Header{Kind: codec.KindGoAway, Code: code, Arg: last}, false)
+	if trigger {
+		c.scheduleFlush()
 	}
 	return d
 }
 
-// checkDrainedLocked closes c.drained once nothing is in flight.
+// sendGoAwayLocked marks the connection going away and queues this side's
+// GOAWAY once, with code (and, unless it is CodeOK, an error body with
+// msg); c.mu is held. Both under c.mu, where onCall reads goingAway: an
+// ERROR Unavailable that the GOAWAY causes always follows it (§7). It
+// reports whether the caller must schedule a flush (not on the loop).
+func (c *Conn) sendGoAwayLocked(code codec.Code, msg string) (trigger bool) {
+	c.goingAway = true
+	if c.sentGoAway {
+		return false
+	}
+	c.sentGoAway = true
+	if !c.dialer {
+		c.acceptMax = max(c.acceptMax, c.lastID)
+	}
+	var body []byte
+	if code != codec.CodeOK {
+		body = codec.AppendErrorBody(nil, "", msg)
+	}
+	c.wq.mu.Lock()
+	defer c.wq.mu.Unlock()
+	if c.wq.err != nil {
+		return false
+	}
+	c.writeFrameLocked(codec.Header{Kind: codec.KindGoAway, Code: code, Arg: c.goAwayArgLocked()}, body, nil, true)
+	return c.triggerLocked(false)
+}
+
+// goAwayArgLocked is the Arg of this side's GOAWAY (§7): on the acceptor
+// the highest call ID it still takes; on the dialer the highest ID it has
+// started a call with, which the acceptor takes even when the CALL arrives
+// after the GOAWAY.
+func (c *Conn) goAwayArgLocked() uint32 {
+	if !c.dialer {
+		if c.goingAway {
+			return c.acceptMax
+		}
+		return c.lastID
+	}
+	if c.nextID > 1 {
+		return c.nextID - 2
+	}
+	return 0
+}
+
+// checkDrainedLocked closes c.drained once nothing is in flight and nothing
+// waits to be written, here or in gnet; c.mu is held. flush calls it too,
+// as the output drains.
 func (c *Conn) checkDrainedLocked() {
-	if c.drained == nil || !c.goingAway {
+	if c.drained == nil || !c.goingAway || len(c.pending) > 0 || len(c.inflight) > 0 {
 		return
 	}
-	if len(c.pending) == 0 && len(c.inflight) == 0 {
-		select {
-		case <-c.drained:
-		default:
-			close(c.drained)
-		}
+	select {
+	case <-c.drained:
+		return
+	default:
+	}
+	c.wq.mu.Lock()
+	idle := c.wq.idleLocked()
+	c.wq.mu.Unlock()
+	if idle {
+		close(c.drained)
 	}
 }
 
-// closeWith closes the connection with cause err. With a code other than
-// CodeOK, a GOAWAY carrying it is flushed first. The first cause wins. It
-// does not wait.
+// closeWith closes the connection at once with cause err. With a code other
+// than CodeOK, a GOAWAY carrying it is flushed first (best effort: what gnet
+// cannot write at once is dropped). The first cause wins. It does not wait.
 func (c *Conn) closeWith(err error, code codec.Code) {
-	c.mu.Lock()
-	if c.closeErr == nil {
-		c.closeErr = err
-	}
-	c.mu.Unlock()
-	if !c.closing.CompareAndSwap(false, true) {
+	c.setCloseErr(err)
+	c.closing.Store(true)
+	if !c.hardClosing.CompareAndSwap(false, true) {
 		return
 	}
-	if c.loop == nil {
-		return
-	}
-	task := func(context.Context) error {
-		if c.dead {
-			return nil
-		}
+	c.onLoop(func() {
 		if code != codec.CodeOK {
 			c.queueGoAwayError(code, err)
 		}
 		c.flush()
 		if !c.dead {
 			_ = c.loop.Close(c.gc)
+		}
+	})
+}
+
+// closeGraceful closes the connection without losing what is queued: with
+// a code other than CodeOK it queues a GOAWAY carrying it, writes
+// everything, shuts down the write side once gnet holds nothing, and closes
+// when the peer does, or after Timeout. Input is dropped meanwhile.
+func (c *Conn) closeGraceful(err error, code codec.Code) {
+	c.setCloseErr(err)
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	c.onLoop(func() {
+		if code != codec.CodeOK {
+			c.queueGoAwayError(code, err)
+		}
+		c.lingering = true
+		c.paused = false
+		c.lingerTimer = time.AfterFunc(c.cfg.Timeout, func() { c.closeWith(err, codec.CodeOK) })
+		c.flush()
+	})
+}
+
+func (c *Conn) setCloseErr(err error) {
+	c.mu.Lock()
+	if c.closeErr == nil {
+		c.closeErr = err
+	}
+	c.mu.Unlock()
+}
+
+// onLoop runs f on the loop unless the connection is dead by then.
+func (c *Conn) onLoop(f func()) {
+	task := func(context.Context) error {
+		if !c.dead {
+			f()
 		}
 		return nil
 	}
@@ -362,11 +468,7 @@ func (c *Conn) closeWith(err error, code codec.Code) {
 // failLoop closes the connection from the loop because of err (a protocol
 // violation, a TLS or socket error): the caller returns gnet.Close.
 func (c *Conn) failLoop(err error, code codec.Code) gnet.Action {
-	c.mu.Lock()
-	if c.closeErr == nil {
-		c.closeErr = err
-	}
-	c.mu.Unlock()
+	c.setCloseErr(err)
 	c.closing.Store(true)
 	if code != codec.CodeOK {
 		c.queueGoAwayError(code, err)
@@ -396,10 +498,7 @@ func (c *Conn) queueGoAwayError(code codec.Code, err error) {
 	}
 	body := codec.AppendErrorBody(nil, "", msg)
 	c.mu.Lock()
-	last := c.lastID // acceptor: the last call it accepted
-	if c.dialer {
-		last = 0
-	}
+	last := c.goAwayArgLocked()
 	c.mu.Unlock()
 	_ = c.queueFrame(codec.Header{Kind: codec.KindGoAway, Code: code, Arg: last}, body, nil, true, true)
 }
@@ -446,7 +545,9 @@ func (c *Conn) onClose(gerr error) {
 	for _, cl := range pending {
 		cl.fail(terr)
 	}
-	c.wq.close(terr)
+	for _, sc := range c.wq.close(terr) {
+		sc.release() // outcomes parked in the outbox: their handlers have returned
+	}
 	if c.rbuf != nil {
 		putReadBuf(c.rbuf)
 		c.rbuf = nil
@@ -457,6 +558,9 @@ func (c *Conn) onClose(gerr error) {
 	c.tr.out.release()
 	if c.drainTimer != nil {
 		c.drainTimer.Stop()
+	}
+	if c.lingerTimer != nil {
+		c.lingerTimer.Stop()
 	}
 	close(c.closed)
 	if c.cfg.OnClose != nil {
@@ -479,7 +583,8 @@ func (c *Conn) startTimer() {
 }
 
 // tickInterval is how often tick runs: often enough to close an idle
-// connection within a quarter of its timeout and to ping on time.
+// connection within a quarter of its timeout, a stalled one within a
+// quarter of WriteStallTimeout, and to ping on time.
 func (c *Conn) tickInterval() time.Duration {
 	d := time.Duration(0)
 	if c.cfg.KeepaliveInterval > 0 {
@@ -488,23 +593,33 @@ func (c *Conn) tickInterval() time.Duration {
 	if it := c.cfg.InactivityTimeout; it > 0 && (d == 0 || it/4 < d) {
 		d = it / 4
 	}
+	if st := c.cfg.WriteStallTimeout; st > 0 && (d == 0 || st/4 < d) {
+		d = st / 4
+	}
 	if d > 0 && d < 5*time.Millisecond {
 		d = 5 * time.Millisecond
 	}
 	return d
 }
 
-// tick runs on a timer goroutine: keepalive and inactivity (PROTOCOL.md §8).
+// tick runs on a timer goroutine: write stalls (§9), keepalive and
+// inactivity (§8).
 func (c *Conn) tick() {
 	now := time.Now()
+	if st := c.cfg.WriteStallTimeout; st > 0 {
+		if since := c.stallSince.Load(); since != 0 && now.UnixNano()-since >= int64(st) {
+			err := fmt.Errorf("%w: nothing written for %v", ErrSlowReader, st)
+			c.closeWith(err, codec.CodeSlowReader)
+			c.report(err)
+			return
+		}
+	}
 	if ka := c.cfg.KeepaliveInterval; ka > 0 {
 		last := time.Unix(0, c.lastRecv.Load())
 		if sent := c.pingSent.Load(); sent != 0 && last.UnixNano() < sent {
 			if now.Sub(time.Unix(0, sent)) >= c.cfg.KeepaliveTimeout {
 				c.closeWith(ErrKeepalive, codec.CodeKeepalive)
-				if c.cfg.OnError != nil {
-					c.cfg.OnError(c.remote, ErrKeepalive)
-				}
+				c.report(ErrKeepalive)
 				return
 			}
 		} else if now.Sub(last) >= ka {
@@ -514,6 +629,7 @@ func (c *Conn) tick() {
 	}
 	c.mu.Lock()
 	if c.closeErr != nil {
+		// Closing (closeErr is set only by a close in progress).
 		c.mu.Unlock()
 		return
 	}
@@ -525,9 +641,13 @@ func (c *Conn) tick() {
 		} else if now.Sub(c.idleSince) >= it {
 			// Nothing in flight: no new call may start here (goingAway);
 			// the GOAWAY tells the peer which calls it sent were not seen.
-			c.goingAway = true
+			c.closeErr = ErrIdle // before the GOAWAY can reach the peer, which closes at once
+			trigger := c.sendGoAwayLocked(codec.CodeIdle, ErrIdle.Error())
 			c.mu.Unlock()
-			c.closeWith(ErrIdle, codec.CodeIdle)
+			if trigger {
+				c.scheduleFlush()
+			}
+			c.closeGraceful(ErrIdle, codec.CodeOK)
 			return
 		}
 	}

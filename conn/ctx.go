@@ -10,13 +10,16 @@ import (
 )
 
 // callCtx is a handler's context: the deadline from the CALL, cancelled by
-// CANCEL, by the connection closing, or when the handler returns. It costs
-// one allocation per call; its Done channel and deadline timer are made only
-// if the handler asks for Done, and derived contexts attach through
+// CANCEL, by the connection closing, or when the call ends. It costs one
+// allocation per call, which also holds the handler's Request: neither is
+// recycled, so a handler that keeps them past its return reaches a dead
+// call, never another one. Its Done channel and deadline timer are made
+// only if the handler asks for Done, and derived contexts attach through
 // AfterFunc without a goroutine.
 type callCtx struct {
 	conn     *Conn
 	deadline time.Time // zero: none
+	req      Request
 
 	mu     sync.Mutex
 	done   chan struct{}

@@ -17,7 +17,13 @@
 // one vectored write per flush (DESIGN.md §4). Urgent frames (control
 // frames, calls marked urgent and their replies) go ahead of bulk ones;
 // large messages travel as bounded fragments; a high-water mark on queued
-// bytes makes callers wait instead of growing the queue (PROTOCOL.md §9).
+// bytes makes callers wait instead of growing the queue, while a handler's
+// reply that finds no room is parked in the connection's outbox and its
+// goroutine freed. A peer that does not read is bounded too (PROTOCOL.md
+// §9): the loop stops reading a peer whose input makes it produce output
+// faster than the peer takes it, and closes it with GOAWAY SlowReader past
+// MaxInputBacklog of unprocessed input or WriteStallTimeout without a byte
+// written.
 //
 // Calls. Call, Go and OpenStream multiplex by request ID and complete out
 // of order. A context's deadline travels with the call and becomes the
@@ -27,12 +33,18 @@
 // own stream. When the connection breaks every pending call and stream
 // fails at once with a *hawser.TransportError; a handler's error arrives as
 // a *hawser.RemoteError. PING/PONG keepalive, an inactivity timeout and
-// GOAWAY (graceful drain) complete the lifecycle.
+// GOAWAY (graceful drain) complete the lifecycle. A graceful close writes
+// everything first: the drain ends when the outcomes are in the socket, then
+// the write side is shut down and the peer's close awaited (bounded by
+// Timeout), so the kernel never resets away the tail.
 //
 // Serving. An accepted connection resolves methods through a Router and
 // runs each handler on the Router's bounded pool (ModePool), on the loop
 // for handlers that never block (ModeInline), or in arrival order on a
-// goroutine of the connection (ModeOrdered).
+// goroutine of the connection (ModeOrdered). Stream handlers and the
+// ordered goroutine run through Router.Go, so the Router's owner can wait
+// for them. A call holds its MaxCalls slot until the last frame of its
+// outcome is queued, which is before the dialer can see it.
 //
 // Lifetimes of bytes. A Request's Payload and Metadata are valid until the
 // handler returns, unless it calls Request.Keep. A reply returned by Call
@@ -40,7 +52,10 @@
 // to Call or ServerStream.Send are copied before the function returns.
 //
 // Lock order: Conn.mu, then the write queue's mutex, then a stream's mutex.
-// No lock is held across a gnet call that can close the connection.
+// A served call's outcome is queued under the write queue's mutex alone
+// (its slots are atomics) and leaves Conn.inflight under Conn.mu after, so
+// the two are never held together on that path. No lock is held across a
+// gnet call that can close the connection.
 //
 // This package knows one connection. Reconnection, backoff and many peers
 // are the pool package's; the listener and method registry are the server

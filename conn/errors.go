@@ -33,6 +33,10 @@ var (
 	// ErrUnknownMethod: the peer's HELLO_ACK does not list the method, so
 	// the call fails without a round trip.
 	ErrUnknownMethod = errors.New("conn: method not served by the peer")
+	// ErrSlowReader: the peer did not read what this side sent: its
+	// unprocessed input passed MaxInputBacklog while its output waited, or
+	// nothing could be written to it for WriteStallTimeout (PROTOCOL.md §9).
+	ErrSlowReader = errors.New("conn: peer does not read")
 	// ErrMessageTooLarge: a payload exceeds the peer's maximum message size.
 	ErrMessageTooLarge = errors.New("conn: message exceeds the peer's maximum message size")
 )
@@ -62,6 +66,8 @@ func (e *PeerError) Is(target error) bool {
 		return target == ErrKeepalive
 	case codec.CodeIdle:
 		return target == ErrIdle
+	case codec.CodeSlowReader:
+		return target == ErrSlowReader
 	case codec.CodeProtocol, codec.CodeFrameTooLarge, codec.CodeMessageTooLarge:
 		return target == codec.ErrProtocol
 	}

@@ -26,6 +26,7 @@ func (r *router) Methods() []uint64 {
 	return ids
 }
 func (r *router) Submit(t conn.Task) bool { return r.pool.Submit(t) }
+func (r *router) Go(f func())             { go f() }
 
 // One connection without the server and pool packages: Accept on one side,
 // Dial on the other, a raw call between them.

@@ -22,7 +22,8 @@ var testKey = []byte("0123456789abcdef-cluster-key")
 type testRouter struct {
 	routes map[uint64]*Route
 	pool   *workers.Pool
-	users  atomic.Int32 // servers using it; the last to close closes the pool
+	users  atomic.Int32    // servers using it; the last to close closes the pool
+	submit func(Task) bool // if set, replaces Submit (set before serving)
 }
 
 func newTestRouter() *testRouter {
@@ -45,7 +46,17 @@ func (r *testRouter) Methods() []uint64 {
 	return out
 }
 
-func (r *testRouter) Submit(t Task) bool { return r.pool.Submit(t) }
+func (r *testRouter) Submit(t Task) bool {
+	if r.submit != nil {
+		return r.submit(t)
+	}
+	return r.pool.Submit(t)
+}
+
+func (r *testRouter) Go(f func()) { go f() }
+
+// newSmallPool is a worker pool of n goroutines with a short queue.
+func newSmallPool(n int) *workers.Pool { return workers.New(workers.Config{Max: n, Queue: n}) }
 
 var (
 	certOnce sync.Once

@@ -16,39 +16,86 @@ import (
 const minReadSpace = 16 << 10
 
 // onTraffic runs on the loop when bytes arrived (or when onOpen kicks it):
-// it decrypts everything available into the read buffer, parses and handles
-// every complete frame, then flushes what the handlers queued.
+// it decrypts what is available into the read buffer, parses and handles
+// every complete frame, then flushes what the handlers queued. While input
+// is paused (§9) the bytes stay in gnet's inbound buffer, up to
+// MaxInputBacklog; while a graceful close lingers they are dropped.
 func (c *Conn) onTraffic() gnet.Action {
 	if c.dead {
 		return gnet.Close
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
+	switch {
+	case c.lingering:
+		_, _ = c.gc.Discard(-1)
+		return gnet.None
+	case c.paused:
+		if n := c.gc.InboundBuffered(); n > c.cfg.MaxInputBacklog {
+			return c.failLoop(fmt.Errorf("%w: %d bytes of input not processed while its output waits", ErrSlowReader, n), codec.CodeSlowReader)
+		}
+		return gnet.None
+	}
+	return c.service()
+}
+
+// service handles buffered and new input until none is left or input
+// pauses, then flushes; when that flush lifts a pause it goes round again.
+func (c *Conn) service() gnet.Action {
 	for {
-		c.ensureReadSpace()
-		buf := *c.rbuf
-		n, err := c.readSome(buf[c.rlen:])
-		c.rlen += n
-		if n > 0 {
+		if act, stop := c.readInput(); stop {
+			return act
+		}
+		c.flush()
+		if c.dead {
+			return gnet.Close
+		}
+		if !c.resumed {
+			return gnet.None
+		}
+		c.resumed = false
+	}
+}
+
+// readInput parses what the read buffer holds and decrypts more, until
+// gnet has no more bytes or input pauses. stop is true when the connection
+// must close (act is gnet.Close).
+func (c *Conn) readInput() (act gnet.Action, stop bool) {
+	var err error
+	for !c.lingering {
+		if c.rlen > c.roff {
 			if act, stop := c.parse(); stop {
-				return act
+				return act, true
+			}
+			if c.paused {
+				return gnet.None, false
 			}
 		}
 		if err != nil {
 			if errors.Is(err, errWouldBlock) {
 				break
 			}
-			return c.failLoop(c.readError(err), codec.CodeOK)
+			return c.failLoop(c.readError(err), codec.CodeOK), true
 		}
+		c.ensureReadSpace()
+		var n int
+		n, err = c.readSome((*c.rbuf)[c.rlen:])
+		c.rlen += n
 	}
 	if c.rlen == c.roff && c.rbuf != nil {
 		putReadBuf(c.rbuf)
 		c.rbuf, c.roff, c.rlen = nil, 0, 0
 	}
-	c.flush()
-	if c.dead {
-		return gnet.Close
-	}
-	return gnet.None
+	return gnet.None, false
+}
+
+// outputAtMark reports whether the connection's unsent output has reached
+// twice the high-water mark: bulk writers and parked outcomes stop at the
+// mark, urgent messages at twice it, so only output the loop itself
+// produces gets there.
+func (c *Conn) outputAtMark() bool {
+	c.wq.mu.Lock()
+	defer c.wq.mu.Unlock()
+	return c.wq.queuedLocked() >= 2*c.wq.hwm
 }
 
 // readError names why reading stopped: the peer closed (ErrTruncated if a
@@ -115,11 +162,19 @@ func (c *Conn) parse() (act gnet.Action, stop bool) {
 			return c.failLoop(err, codec.CodeOf(err)), true
 		}
 		c.roff += n
+		c.loopWrote = false
 		if err := c.handleFrame(f); err != nil {
 			return c.failLoop(err, codec.CodeOf(err)), true
 		}
 		if c.dead {
 			return gnet.Close, true
+		}
+		if c.loopWrote && c.outputAtMark() {
+			// The peer's input makes this loop queue output (PONG, ERROR,
+			// an inline reply) that the peer does not read: stop reading it
+			// until the output has drained (§9).
+			c.paused = true
+			break
 		}
 	}
 	if c.roff == c.rlen {
@@ -141,7 +196,8 @@ type message struct {
 
 // assembly is a message whose first frame had FlagMore.
 type assembly struct {
-	msg message
+	msg  message
+	held int // bytes of buffer counted in Conn.asmBytes
 }
 
 // handleFrame dispatches one frame. A returned error is a protocol
@@ -195,7 +251,7 @@ func (c *Conn) onFirstFragment(f codec.Frame) error {
 	if f.Kind == codec.KindCall {
 		if c.dialer {
 			// This version does not serve calls from the acceptor.
-			c.replyError(f.ID, codec.CodeUnimplemented, "", "the dialer serves no calls", false, true)
+			c.replyError(f.ID, codec.CodeUnimplemented, "", "the dialer serves no calls", false)
 			return nil
 		}
 		call, err := codec.ParseCall(f.Header, f.Body)
@@ -232,22 +288,27 @@ func (c *Conn) onFirstFragment(f codec.Frame) error {
 	if len(c.asm) >= int(c.cfg.MaxCalls)+int(c.cfg.MaxStreams) {
 		return fmt.Errorf("%w: too many messages in reassembly", codec.ErrMessageTooLarge)
 	}
-	if err := c.growAssembly(len(m.payload)); err != nil {
+	held := len(m.metadata) + len(m.payload)
+	if m.owned {
+		held = len(m.metadata) + cap(m.payload)
+	}
+	if err := c.growAssembly(held); err != nil {
 		return err
 	}
-	a := &assembly{msg: m}
+	a := &assembly{msg: m, held: held}
 	if len(m.metadata) > 0 {
 		a.msg.metadata = append(codec.Metadata(nil), m.metadata...)
 	}
 	if !m.owned {
-		a.msg.payload = append(make([]byte, 0, 2*len(m.payload)), m.payload...)
+		a.msg.payload = append(make([]byte, 0, len(m.payload)), m.payload...)
 	}
 	a.msg.owned = true
 	c.asm[f.ID] = a
 	return nil
 }
 
-// maxReassembly bounds the bytes held in partial messages on a connection.
+// maxReassembly bounds the bytes of buffer held by partial messages on a
+// connection (capacities, not lengths).
 func (c *Conn) maxReassembly() int { return 4 * int(c.cfg.MaxMessageSize) }
 
 func (c *Conn) growAssembly(n int) error {
@@ -276,25 +337,33 @@ func (c *Conn) onContinuation(f codec.Frame) error {
 		}
 		part = p
 	}
-	if len(a.msg.payload)+len(part) > int(c.cfg.MaxMessageSize) {
+	limit := int(c.cfg.MaxMessageSize)
+	if len(a.msg.payload)+len(part) > limit {
 		return fmt.Errorf("%w: message on ID %d exceeds %d bytes", codec.ErrMessageTooLarge, f.ID, c.cfg.MaxMessageSize)
 	}
-	if err := c.growAssembly(len(part)); err != nil {
-		return err
+	if old := cap(a.msg.payload); len(a.msg.payload)+len(part) > old {
+		newCap := min(max(2*old, len(a.msg.payload)+len(part)), limit)
+		if err := c.growAssembly(newCap - old); err != nil {
+			return err
+		}
+		a.held += newCap - old
+		nb := make([]byte, len(a.msg.payload), newCap)
+		copy(nb, a.msg.payload)
+		a.msg.payload = nb
 	}
 	a.msg.payload = append(a.msg.payload, part...)
 	if f.Flags&codec.FlagMore != 0 {
 		return nil
 	}
 	delete(c.asm, f.ID)
-	c.asmBytes -= len(a.msg.payload)
+	c.asmBytes -= a.held
 	return c.dispatch(a.msg)
 }
 
 // dropAssembly forgets a partial message (its call was cancelled).
 func (c *Conn) dropAssembly(id uint32) {
 	if a := c.asm[id]; a != nil {
-		c.asmBytes -= len(a.msg.payload)
+		c.asmBytes -= a.held
 		delete(c.asm, id)
 	}
 }
@@ -320,12 +389,14 @@ func (c *Conn) dispatch(m message) error {
 	return c.onResponse(m)
 }
 
-// onGoAway: the peer takes no call above Arg (acceptor) or will send no more
-// calls (dialer). A non-zero code says why it is closing.
+// onGoAway: the peer takes no call above Arg (acceptor), or starts no call
+// after the one numbered Arg (dialer), §7. A non-zero code says why it is
+// closing: the connection closes now.
 func (c *Conn) onGoAway(f codec.Frame) error {
 	var failed []*call
 	c.mu.Lock()
 	c.goingAway = true
+	c.drainWatch.Store(true)
 	if f.Code != codec.CodeOK && c.closeErr == nil {
 		eb, _ := codec.ParseErrorBody(f.Body)
 		c.closeErr = &PeerError{Code: f.Code, Message: string(eb.Message)}
@@ -347,24 +418,26 @@ func (c *Conn) onGoAway(f codec.Frame) error {
 			}
 		}
 		c.activity++
+	} else if !c.sentGoAway {
+		// Calls the dialer started before its GOAWAY may still be on their
+		// way (its GOAWAY is urgent and overtakes bulk CALLs): take them.
+		c.acceptMax = max(c.acceptMax, c.lastID, f.Arg)
 	}
 	if c.drained == nil {
 		c.drained = make(chan struct{})
 	}
 	c.checkDrainedLocked()
-	idle := c.dialer && len(c.pending) == 0
+	closeNow := f.Code != codec.CodeOK || (c.dialer && len(c.pending) == 0)
+	if closeNow && c.closeErr == nil {
+		c.closeErr = ErrGoAway
+	}
 	c.mu.Unlock()
 	terr := &hawser.TransportError{Op: "call", Addr: c.remote, Err: ErrGoAway}
 	for _, cl := range failed {
 		cl.fail(terr)
 	}
-	if idle {
+	if closeNow {
 		c.closing.Store(true)
-		c.mu.Lock()
-		if c.closeErr == nil {
-			c.closeErr = ErrGoAway
-		}
-		c.mu.Unlock()
 		// Close after this callback: gnet's Close task runs on this loop.
 		_ = c.gc.Close()
 	}

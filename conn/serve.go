@@ -2,10 +2,10 @@ package conn
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hawser-rpc/hawser"
 	"github.com/hawser-rpc/hawser/codec"
@@ -59,9 +59,16 @@ type Router interface {
 	// Submit runs t on another goroutine, or returns false at once when it
 	// cannot take more work (the caller then answers ResourceExhausted).
 	Submit(t Task) bool
+	// Go runs f on a new goroutine that the Router owns and waits for
+	// when it shuts down: a stream's handler, or the goroutine that runs a
+	// connection's ModeOrdered calls. f returns once the connection has
+	// closed and the handlers it runs have returned.
+	Go(f func())
 }
 
-// Request is one call as a handler sees it.
+// Request is one call as a handler sees it. It must not be used after the
+// handler returns: its buffers are recycled then (Keep excepted), and its
+// methods no longer reach the call.
 type Request struct {
 	// Method is the called method's ID.
 	Method uint64
@@ -71,51 +78,72 @@ type Request struct {
 	// Metadata travels with the call; valid as long as Payload.
 	Metadata codec.Metadata
 
-	sc *serverCall
+	conn *Conn
+	sc   *serverCall // nil once the call has ended
 }
 
 // Conn is the connection the call arrived on.
-func (r *Request) Conn() *Conn { return r.sc.c }
+func (r *Request) Conn() *Conn { return r.conn }
 
 // Keep lets the handler keep Payload and Metadata after it returns: their
 // buffer is not recycled (the garbage collector frees it). For handlers that
 // hand request bytes to code that outlives them (Raft log entries).
 func (r *Request) Keep() {
-	if r.sc.mode == ModeInline && r.sc.buf == nil {
+	sc := r.sc
+	if sc == nil {
+		return // the call ended: too late to keep anything
+	}
+	if sc.mode == ModeInline && sc.buf == nil {
 		// Inline payloads alias the read buffer: copy them once.
 		b := make([]byte, 0, len(r.Metadata)+len(r.Payload))
 		b = append(append(b, r.Metadata...), r.Payload...)
 		r.Metadata, r.Payload = b[:len(r.Metadata):len(r.Metadata)], b[len(r.Metadata):]
 	}
-	r.sc.buf = nil
+	sc.buf = nil
 }
 
 // ReplyBuffer returns an empty buffer with capacity for at least n bytes for
 // encoding the reply into; it is valid until the handler returns and is
 // recycled after the reply is sent.
 func (r *Request) ReplyBuffer(n int) []byte {
-	if r.sc.reply == nil {
-		r.sc.reply = getBuf(n)
+	sc := r.sc
+	if sc == nil {
+		return make([]byte, 0, n) // the call ended: nothing to recycle it with
 	}
-	return (*r.sc.reply)[:0]
+	if sc.reply == nil {
+		sc.reply = getBuf(n)
+	}
+	return (*sc.reply)[:0]
 }
 
-// serverCall is an acceptor's call or stream in flight, in Conn.inflight.
+// serverCall is an acceptor's call or stream in flight, in Conn.inflight,
+// from its CALL until the last frame of its outcome is queued (or it is
+// dropped). Its Request lives in its context, which is not recycled.
 type serverCall struct {
-	c         *Conn
-	id        uint32
-	route     *Route
-	mode      Mode
-	urgent    bool
-	ctx       *callCtx
-	req       Request
-	buf       *[]byte // pooled copy of the request; nil if inline or kept
-	reply     *[]byte // pooled reply buffer from ReplyBuffer
-	stream    *ServerStream
-	cancelled bool // guarded by c.mu: the dialer sent CANCEL
+	c      *Conn
+	id     uint32
+	route  *Route
+	mode   Mode
+	urgent bool
+	ctx    *callCtx
+	buf    *[]byte // pooled copy of the request; nil if inline or kept
+	reply  *[]byte // pooled reply buffer from ReplyBuffer
+	stream *ServerStream
+
+	counted   atomic.Bool // holds a MaxCalls slot (and a MaxStreams one for a stream)
+	cancelled atomic.Bool // the dialer sent CANCEL
+
+	// The outcome, set by finish; deliver sends it, on the handler's
+	// goroutine or, once parked in the outbox, on the loop.
+	out       outMsg
+	outUrgent bool
+	ebuf      [128]byte // room for a short ERROR body
 }
 
 var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
+
+// req is the handler's view of the call.
+func (sc *serverCall) req() *Request { return &sc.ctx.req }
 
 // onCall admits a CALL on the loop and starts its handler.
 func (c *Conn) onCall(m message) error {
@@ -131,9 +159,11 @@ func (c *Conn) onCall(m message) error {
 		c.mu.Unlock()
 		return fmt.Errorf("%w: call ID %d is already in flight", codec.ErrBadFrame, id)
 	}
-	if c.goingAway && id > c.lastID {
+	if c.goingAway && id > c.acceptMax {
+		// The GOAWAY was queued under c.mu when goingAway was set, so this
+		// ERROR follows it (§7).
 		c.mu.Unlock()
-		c.replyError(id, codec.CodeUnavailable, "", "connection is going away", urgent, true)
+		c.replyError(id, codec.CodeUnavailable, "", "connection is going away", urgent)
 		return nil
 	}
 	c.lastID = max(c.lastID, id)
@@ -144,23 +174,27 @@ func (c *Conn) onCall(m message) error {
 		code, msg = codec.CodeUnimplemented, fmt.Sprintf("method %#x is not served", m.method)
 	case isStream != (route.Stream != nil):
 		code, msg = codec.CodeUnimplemented, fmt.Sprintf("method %#x is not served as a %s", m.method, map[bool]string{true: "stream", false: "unary call"}[isStream])
-	case len(c.inflight) >= int(c.cfg.MaxCalls):
+	case int(c.callSlots.Load()) >= int(c.cfg.MaxCalls) || len(c.inflight) >= 2*int(c.cfg.MaxCalls):
+		// Cancelled calls whose handlers still run no longer count
+		// (the dialer freed their slots, §4), up to as many again.
 		code, msg = codec.CodeResourceExhausted, "too many calls in flight on this connection"
-	case isStream && c.streams >= int(c.cfg.MaxStreams):
+	case isStream && int(c.streamSlots.Load()) >= int(c.cfg.MaxStreams):
 		code, msg = codec.CodeResourceExhausted, "too many streams on this connection"
 	}
 	if code != codec.CodeOK {
 		c.mu.Unlock()
-		c.replyError(id, code, "", msg, urgent, true)
+		c.replyError(id, code, "", msg, urgent)
 		return nil
 	}
 	sc := serverCallPool.Get().(*serverCall)
 	*sc = serverCall{c: c, id: id, route: route, mode: route.Mode, urgent: urgent}
-	sc.req = Request{Method: m.method, Payload: m.payload, Metadata: m.metadata, sc: sc}
+	sc.counted.Store(true)
 	sc.ctx = newCallCtx(c, m.h.Arg)
+	sc.ctx.req = Request{Method: m.method, Payload: m.payload, Metadata: m.metadata, conn: c, sc: sc}
 	c.inflight[id] = sc
+	c.callSlots.Add(1)
 	if isStream {
-		c.streams++
+		c.streamSlots.Add(1)
 	}
 	c.activity++
 	c.mu.Unlock()
@@ -176,12 +210,8 @@ func (c *Conn) onCall(m message) error {
 	}
 	switch {
 	case isStream:
-		sc.stream = &ServerStream{sc: sc, credit: make(chan struct{}, 1), window: int(c.peer.window)}
-		c.handlers.Add(1)
-		go func() {
-			defer c.handlers.Done()
-			sc.run(false)
-		}()
+		sc.stream = &ServerStream{sc: sc, credit: make(chan struct{}, 1), window: int(c.peer.window), limit: int(c.peer.window)}
+		c.spawn(func() { sc.run(false) })
 	case sc.mode == ModeOrdered:
 		c.mu.Lock()
 		c.ordered = append(c.ordered, sc)
@@ -189,36 +219,63 @@ func (c *Conn) onCall(m message) error {
 		c.ordering = true
 		c.mu.Unlock()
 		if start {
-			c.handlers.Add(1)
-			go c.runOrdered()
+			c.spawn(c.runOrdered)
 		}
 	default:
 		if !c.cfg.Router.Submit(sc) {
+			c.replyError(id, codec.CodeResourceExhausted, "", "server worker pool is full", urgent)
 			c.mu.Lock()
-			delete(c.inflight, id)
-			c.activity++
+			c.endCallLocked(sc)
+			c.checkDrainedLocked()
 			c.mu.Unlock()
-			sc.ctx.cancel(context.Canceled)
 			sc.release()
-			c.replyError(id, codec.CodeResourceExhausted, "", "server worker pool is full", urgent, true)
 		}
 	}
 	return nil
 }
 
+// spawn runs f on a goroutine of the Router, counted in c.handlers.
+func (c *Conn) spawn(f func()) {
+	c.handlers.Add(1)
+	c.cfg.Router.Go(func() {
+		defer c.handlers.Done()
+		f()
+	})
+}
+
+// endCallLocked takes sc out of inflight and frees its slots; c.mu is
+// held. The caller runs checkDrainedLocked and releases sc.
+func (c *Conn) endCallLocked(sc *serverCall) {
+	if c.inflight[sc.id] == sc {
+		delete(c.inflight, sc.id)
+	}
+	c.uncount(sc)
+	c.activity++
+}
+
+// uncount frees sc's MaxCalls (and MaxStreams) slot, once.
+func (c *Conn) uncount(sc *serverCall) {
+	if sc.counted.CompareAndSwap(true, false) {
+		c.callSlots.Add(-1)
+		if sc.stream != nil {
+			c.streamSlots.Add(-1)
+		}
+	}
+}
+
 // ownRequest copies the request's metadata and payload into a pooled buffer.
 func (sc *serverCall) ownRequest() {
-	md, p := sc.req.Metadata, sc.req.Payload
+	r := sc.req()
+	md, p := r.Metadata, r.Payload
 	b := getBuf(len(md) + len(p))
 	*b = append(append((*b)[:0], md...), p...)
 	sc.buf = b
-	sc.req.Metadata = codec.Metadata((*b)[:len(md):len(md)])
-	sc.req.Payload = (*b)[len(md):]
+	r.Metadata = codec.Metadata((*b)[:len(md):len(md)])
+	r.Payload = (*b)[len(md):]
 }
 
 // runOrdered serves the connection's ModeOrdered calls one at a time.
 func (c *Conn) runOrdered() {
-	defer c.handlers.Done()
 	for {
 		c.mu.Lock()
 		if len(c.ordered) == 0 {
@@ -245,15 +302,15 @@ func (sc *serverCall) run(onLoop bool) {
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
-				sc.c.cfg.Logger.Error("hawser: handler panicked", "method", fmt.Sprintf("%#x", sc.req.Method),
+				sc.c.cfg.Logger.Error("hawser: handler panicked", "method", fmt.Sprintf("%#x", sc.req().Method),
 					"panic", r, "stack", string(debug.Stack()))
 				err = &panicError{r}
 			}
 		}()
 		if sc.stream != nil {
-			err = sc.route.Stream(sc.ctx, &sc.req, sc.stream)
+			err = sc.route.Stream(sc.ctx, sc.req(), sc.stream)
 		} else {
-			reply, err = sc.route.Unary(sc.ctx, &sc.req)
+			reply, err = sc.route.Unary(sc.ctx, sc.req())
 		}
 	}()
 	sc.finish(reply, err, onLoop)
@@ -265,45 +322,165 @@ func (e *panicError) Error() string        { return fmt.Sprintf("handler panicke
 func (e *panicError) RPCCode() codec.Code  { return codec.CodeInternal }
 func (e *panicError) Is(target error) bool { return false }
 
-// finish sends the reply, STREAM_END or ERROR unless the call was
-// cancelled, then takes the call out of inflight and recycles it. The
-// outcome is queued before the call leaves inflight, so a graceful
-// shutdown that waits for inflight to empty never closes ahead of it.
+// finish turns the handler's result into the call's outcome (REPLY,
+// STREAM_END or ERROR) and delivers it. No Send of a stream runs after it.
 func (sc *serverCall) finish(reply []byte, err error, onLoop bool) {
 	c := sc.c
-	c.mu.Lock()
-	cancelled := sc.cancelled
-	c.mu.Unlock()
-	if !cancelled {
-		// A stream's items go in the bulk queue; its end must not overtake them.
-		urgent := sc.urgent && sc.stream == nil
-		switch {
-		case err != nil:
-			code, name, msg := hawser.WireError(err)
-			c.replyError(sc.id, code, name, msg, urgent, onLoop)
-		case sc.stream != nil:
-			_ = c.queueFrameCtx(context.Background(), codec.Header{Kind: codec.KindStreamEnd, ID: sc.id}, nil, nil, false, onLoop, true)
-		default:
-			if e := c.sendMessage(context.Background(), codec.Header{Kind: codec.KindReply, ID: sc.id}, nil, reply, sc.urgent, onLoop); errors.Is(e, ErrMessageTooLarge) {
-				c.replyError(sc.id, codec.CodeMessageTooLarge, "", "reply exceeds the caller's maximum message size", sc.urgent, onLoop)
+	if sc.stream != nil {
+		sc.stream.end()
+	}
+	switch {
+	case err != nil:
+		code, name, msg := hawser.WireError(err)
+		sc.setError(code, name, msg)
+	case sc.stream != nil:
+		sc.out = outMsg{h: codec.Header{Kind: codec.KindStreamEnd, ID: sc.id}}
+	case len(reply) > int(c.peer.maxMessage):
+		sc.setError(codec.CodeMessageTooLarge, "", "reply exceeds the caller's maximum message size")
+	default:
+		sc.out = outMsg{h: codec.Header{Kind: codec.KindReply, ID: sc.id}, payload: reply}
+	}
+	// A stream's items go in the bulk queue; its end must not overtake them.
+	sc.outUrgent = sc.urgent && sc.stream == nil
+	if onLoop {
+		c.deliver(sc, deliverInline)
+	} else {
+		c.deliver(sc, deliverByHandler)
+	}
+}
+
+func (sc *serverCall) setError(code codec.Code, name, msg string) {
+	if code == codec.CodeOK {
+		code = codec.CodeUnknown // an error must carry an error code
+	}
+	sc.out = outMsg{h: codec.Header{Kind: codec.KindError, Code: code, ID: sc.id}, payload: codec.AppendErrorBody(sc.ebuf[:0], name, msg)}
+}
+
+// How deliver may wait.
+type deliverMode uint8
+
+const (
+	// deliverByHandler: on the handler's goroutine. With no room (or
+	// outcomes of its class already parked), the outcome is parked in the
+	// outbox and the goroutine, often a shared pool worker, is free at once.
+	deliverByHandler deliverMode = iota
+	// deliverInline: on the loop, for a ModeInline handler. Never waits or
+	// parks; the loop pauses the peer's input instead (§9).
+	deliverInline
+	// deliverParked: on the loop, continuing a parked outcome; stops when
+	// there is no room.
+	deliverParked
+)
+
+// deliver queues sc's outcome frame by frame and reports whether it is
+// done; then sc has been released. The call gives up its slot (MaxCalls,
+// MaxStreams) in the critical section that queues its last frame: before
+// that frame can reach the wire, so a dialer that reuses the slot as soon
+// as the outcome arrives is never refused, and not before there is room
+// for it, so parked outcomes keep their slots and MaxCalls bounds them. It
+// leaves inflight only after that frame is queued, so a drain, which waits
+// for an empty inflight and an empty queue, cannot close between the two.
+func (c *Conn) deliver(sc *serverCall, how deliverMode) bool {
+	q := &c.wq
+	m := &sc.out
+	class := 0
+	if sc.outUrgent {
+		class = 1
+	}
+	for {
+		if !m.started && sc.cancelled.Load() {
+			// The caller cancelled: nothing is sent for the call (§3.3).
+			c.mu.Lock()
+			c.endCallLocked(sc)
+			c.checkDrainedLocked()
+			c.mu.Unlock()
+			sc.release()
+			return true
+		}
+		fh, pre, body, scratch, n, last := c.nextFrame(m)
+		q.mu.Lock()
+		if q.err != nil {
+			// Closed: onClose cancelled the call and emptied inflight; a
+			// parked outcome is released by onClose instead.
+			q.mu.Unlock()
+			putScratch(scratch)
+			if how != deliverParked {
+				sc.release()
 			}
+			return true
+		}
+		if how != deliverInline && (!q.roomLocked(sc.outUrgent) || (how == deliverByHandler && len(q.outbox[class]) > 0)) {
+			trigger := false
+			if how == deliverByHandler {
+				q.outbox[class] = append(q.outbox[class], sc)
+				trigger = c.triggerLocked(false)
+			}
+			q.mu.Unlock()
+			putScratch(scratch)
+			if trigger {
+				c.scheduleFlush()
+			}
+			return false
+		}
+		if last {
+			c.uncount(sc)
+		}
+		c.writeFrameLocked(fh, pre, body, sc.outUrgent)
+		if how == deliverInline {
+			c.loopWrote = true
+		}
+		trigger := c.triggerLocked(how != deliverByHandler)
+		q.mu.Unlock()
+		putScratch(scratch)
+		m.advance(n)
+		if trigger {
+			c.scheduleFlush()
+		}
+		if last {
+			c.mu.Lock()
+			c.endCallLocked(sc)
+			c.checkDrainedLocked()
+			c.mu.Unlock()
+			sc.release()
+			return true
 		}
 	}
-	c.mu.Lock()
-	if c.inflight[sc.id] == sc {
-		delete(c.inflight, sc.id)
-		if sc.stream != nil {
-			c.streams--
+}
+
+func putScratch(b *[]byte) {
+	if b != nil {
+		putBuf(b)
+	}
+}
+
+// sendParked runs on the loop (in flush): it moves parked outcomes into the
+// queues, urgent ones first and each class in order, while there is room.
+func (c *Conn) sendParked() {
+	q := &c.wq
+	for class := 1; class >= 0; class-- {
+		for {
+			q.mu.Lock()
+			if len(q.outbox[class]) == 0 {
+				q.outbox[class] = nil
+				q.mu.Unlock()
+				break
+			}
+			sc := q.outbox[class][0]
+			q.mu.Unlock()
+			if !c.deliver(sc, deliverParked) {
+				break
+			}
+			q.mu.Lock()
+			q.outbox[class][0] = nil
+			q.outbox[class] = q.outbox[class][1:]
+			q.mu.Unlock()
 		}
 	}
-	c.activity++
-	c.checkDrainedLocked()
-	c.mu.Unlock()
-	sc.ctx.cancel(context.Canceled) // the handler returned: release its timer
-	sc.release()
 }
 
 func (sc *serverCall) release() {
+	sc.ctx.cancel(context.Canceled) // the call ended: release its timer
+	sc.ctx.req.sc = nil
 	if sc.buf != nil {
 		putBuf(sc.buf)
 	}
@@ -314,14 +491,14 @@ func (sc *serverCall) release() {
 	serverCallPool.Put(sc)
 }
 
-// replyError queues an ERROR frame for a call.
-func (c *Conn) replyError(id uint32, code codec.Code, name, msg string, urgent, fromLoop bool) {
+// replyError queues, on the loop, an ERROR frame for a call it refuses.
+func (c *Conn) replyError(id uint32, code codec.Code, name, msg string, urgent bool) {
 	if code == codec.CodeOK {
 		code = codec.CodeUnknown // an error must carry an error code
 	}
 	var stack [256]byte
 	body := codec.AppendErrorBody(stack[:0], name, msg)
-	_ = c.queueFrameCtx(context.Background(), codec.Header{Kind: codec.KindError, Code: code, ID: id}, nil, body, urgent, fromLoop, !fromLoop)
+	_ = c.queueFrame(codec.Header{Kind: codec.KindError, Code: code, ID: id}, nil, body, urgent, true)
 }
 
 // onCancel stops a call or stream on the loop: its context is cancelled and
@@ -331,8 +508,11 @@ func (c *Conn) onCancel(id uint32) {
 	c.mu.Lock()
 	sc := c.inflight[id]
 	if sc != nil {
-		sc.cancelled = true
+		sc.cancelled.Store(true)
 		sc.ctx.cancel(context.Canceled)
+		// The dialer freed the call's slot when it cancelled: so does this
+		// side, though the handler may still run (§4).
+		c.uncount(sc)
 	}
 	c.mu.Unlock()
 }
@@ -350,7 +530,7 @@ func (c *Conn) onCredit(id, n uint32) error {
 	if sc.stream == nil {
 		return fmt.Errorf("%w: CREDIT for unary call %d", codec.ErrBadFrame, id)
 	}
-	return sc.stream.grant(n)
+	return sc.stream.grant(id, n)
 }
 
 // Wait blocks until the connection's ordered and stream handler goroutines

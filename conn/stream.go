@@ -30,10 +30,10 @@ type Stream struct {
 	c      *Conn
 	cl     *call
 	ctx    context.Context
-	stop   func() bool
 	notify chan struct{} // cap 1: an item or the end arrived
 
 	mu       sync.Mutex
+	stop     func() bool // unregisters the ctx watcher; nil once ended
 	items    []streamItem
 	head     int
 	partial  []byte // the unfinished item being reassembled
@@ -64,7 +64,16 @@ func (c *Conn) OpenStream(ctx context.Context, method uint64, req []byte, opts .
 	if err := c.start(ctx, cl, method, req, &o, codec.FlagStream); err != nil {
 		return nil, err
 	}
-	s.stop = context.AfterFunc(ctx, func() { s.cancel(ctx.Err()) })
+	// The loop may already have ended the stream (its end reads s.stop).
+	stop := context.AfterFunc(ctx, func() { s.cancel(ctx.Err()) })
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		stop()
+	} else {
+		s.stop = stop
+		s.mu.Unlock()
+	}
 	return s, nil
 }
 
@@ -152,9 +161,11 @@ func (s *Stream) end(err error) {
 		s.err = err
 	}
 	s.partial = nil
+	stop := s.stop
+	s.stop = nil
 	s.mu.Unlock()
-	if s.stop != nil {
-		s.stop()
+	if stop != nil {
+		stop()
 	}
 	select {
 	case s.notify <- struct{}{}:
@@ -189,14 +200,14 @@ func (s *Stream) onFrame(first, last bool, payload []byte, cost int) error {
 			s.mu.Unlock()
 			return fmt.Errorf("%w: stream %d item", codec.ErrMessageTooLarge, s.cl.id)
 		}
-		s.items = append(s.items, streamItem{data: append(s.partial, payload...), charge: s.partCost + cost})
+		s.items = append(s.items, streamItem{data: appendCapped(s.partial, payload, int(s.c.cfg.MaxMessageSize)), charge: s.partCost + cost})
 		s.partial, s.partCost, s.inPart = nil, 0, false
 	default:
 		if len(s.partial)+len(payload) > int(s.c.cfg.MaxMessageSize) {
 			s.mu.Unlock()
 			return fmt.Errorf("%w: stream %d item", codec.ErrMessageTooLarge, s.cl.id)
 		}
-		s.partial = append(s.partial, payload...)
+		s.partial = appendCapped(s.partial, payload, int(s.c.cfg.MaxMessageSize))
 		s.inPart = true
 		if s.head == len(s.items) {
 			s.toCredit += cost
@@ -260,29 +271,47 @@ func (c *Conn) onStreamFrame(f codec.Frame, first bool) error {
 	return cl.stream.onFrame(first, f.Flags&codec.FlagMore == 0, payload, itemCost(len(f.Body)))
 }
 
+// ErrStreamEnded is returned by ServerStream.Send once the stream's handler
+// has returned.
+var ErrStreamEnded = errors.New("conn: stream handler has returned")
+
 // ServerStream is the acceptor's side of a stream: the handler sends items
-// with Send, within the consumer's window.
+// with Send, within the consumer's window. It is valid until the handler
+// returns; after that Send fails with ErrStreamEnded.
 type ServerStream struct {
-	sc     *serverCall
+	sc     *serverCall   // valid while the handler runs or a Send is active
 	credit chan struct{} // cap 1: window grew
+	limit  int           // the consumer's window W
 
 	mu     sync.Mutex
 	window int // cost the consumer still allows
 	sent   int64
+	ended  bool          // the handler returned: no new Send
+	active int           // Sends in progress
+	idle   chan struct{} // made by end; closed when active drops to 0
 }
 
 // Send sends one item. It blocks while the consumer's window is used up
 // (a consumer that stops reading stalls only its own stream), and fails when
-// the stream is cancelled, its deadline passes or the connection closes.
-// item is copied before Send returns.
+// the stream is cancelled, its deadline passes, the connection closes, or
+// the handler has returned. item is copied before Send returns.
 func (s *ServerStream) Send(item []byte) error {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return ErrStreamEnded
+	}
+	s.active++
+	s.mu.Unlock()
+	defer s.leave()
+
 	sc := s.sc
 	c := sc.c
 	ctx := sc.ctx
 	if len(item) > int(c.peer.maxMessage) {
 		return ErrMessageTooLarge
 	}
-	frag := min(c.fragSize, int(c.peer.window)/2-codec.HeaderSize)
+	frag := min(c.fragSize, s.limit/2-codec.HeaderSize)
 	first := true
 	for {
 		if err := ctx.Err(); err != nil {
@@ -306,9 +335,7 @@ func (s *ServerStream) Send(item []byte) error {
 		if err == nil {
 			err = c.queueFrameCtx(ctx, h, nil, body, false, false, true)
 		}
-		if scratch != nil {
-			putBuf(scratch)
-		}
+		putScratch(scratch)
 		if err != nil {
 			return err
 		}
@@ -316,6 +343,35 @@ func (s *ServerStream) Send(item []byte) error {
 		if len(item) == 0 {
 			return nil
 		}
+	}
+}
+
+func (s *ServerStream) leave() {
+	s.mu.Lock()
+	s.active--
+	if s.active == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+	s.mu.Unlock()
+}
+
+// end runs when the handler returned, before its STREAM_END or ERROR is
+// queued: later Sends fail, and a Send still in progress (from a goroutine
+// the handler left behind) is cancelled and waited for, so that no item
+// follows the end and none reaches a recycled call.
+func (s *ServerStream) end() {
+	s.mu.Lock()
+	s.ended = true
+	var wait chan struct{}
+	if s.active > 0 {
+		s.idle = make(chan struct{})
+		wait = s.idle
+	}
+	s.mu.Unlock()
+	if wait != nil {
+		s.sc.ctx.cancel(context.Canceled)
+		<-wait
 	}
 }
 
@@ -346,7 +402,7 @@ func (s *ServerStream) acquire(ctx context.Context, cost int, last bool) error {
 func (s *ServerStream) Outstanding() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return int(s.sc.c.peer.window) - s.window
+	return s.limit - s.window
 }
 
 // Sent is the number of items sent.
@@ -357,13 +413,13 @@ func (s *ServerStream) Sent() int64 {
 }
 
 // grant adds a CREDIT's increment on the loop.
-func (s *ServerStream) grant(n uint32) error {
+func (s *ServerStream) grant(id, n uint32) error {
 	s.mu.Lock()
 	s.window += int(n)
-	over := s.window > int(s.sc.c.peer.window)
+	over := s.window > s.limit
 	s.mu.Unlock()
 	if over {
-		return fmt.Errorf("%w: CREDIT beyond the stream window on %d", codec.ErrBadFrame, s.sc.id)
+		return fmt.Errorf("%w: CREDIT beyond the stream window on %d", codec.ErrBadFrame, id)
 	}
 	select {
 	case s.credit <- struct{}{}:

@@ -3,31 +3,59 @@ package conn
 import (
 	"context"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hawser-rpc/hawser/codec"
 )
 
-// gnetHigh bounds the bytes a flush leaves in gnet's outbound buffer, which
-// is unbounded: above it, bulk frames stay in our queue, where urgent frames
-// can still overtake them (PROTOCOL.md §9).
+// gnetHigh bounds the bulk bytes a flush leaves in gnet's outbound buffer,
+// which is unbounded: above it, bulk frames stay in our queue, where urgent
+// frames can still overtake them (PROTOCOL.md §9).
 const gnetHigh = 256 << 10
 
 // writeQueue holds frames waiting for the loop's next flush, in two
-// priorities. Any goroutine appends (under mu); only the loop takes.
+// priorities, and the outcomes of finished calls that wait for room.
+// Any goroutine appends (under mu); only the loop takes.
+//
+// Bounds (PROTOCOL.md §9): a bulk message writer waits while the queued
+// bytes (both queues plus what gnet held at the last flush) reach hwm; an
+// urgent one while they reach 2*hwm, so urgent messages still pass a full
+// bulk backlog; header-only control frames and frames the loop queues never
+// wait (the loop stops reading a peer whose input makes it queue output at
+// the mark instead: Conn.paused).
 type writeQueue struct {
 	mu        sync.Mutex
 	urgent    chunks
 	normal    chunks
-	gnetOut   int           // bytes gnet held after the last flush
+	gnetOut   int           // bytes gnet held at the last flush
 	scheduled bool          // a flush task is queued on the loop
 	err       error         // set when the connection closed
-	space     chan struct{} // closed when the queue falls below the low-water mark
+	space     chan struct{} // closed when the queue falls below half of hwm
 	hwm       int
+	// outbox holds, in order, the calls (acceptor) whose outcome found no
+	// room; the loop sends them as room appears. Index 1 is urgent. They
+	// stay in Conn.inflight and keep their MaxCalls slot until their last
+	// frame is queued, so MaxCalls bounds the outbox.
+	outbox [2][]*serverCall
 }
 
 func (q *writeQueue) queuedLocked() int {
 	return q.urgent.size + q.normal.size + q.gnetOut
+}
+
+// roomLocked reports whether a message writer of the class may queue.
+func (q *writeQueue) roomLocked(urgent bool) bool {
+	limit := q.hwm
+	if urgent {
+		limit *= 2
+	}
+	return q.queuedLocked() < limit
+}
+
+// idleLocked reports whether nothing waits to be written, here or in gnet.
+func (q *writeQueue) idleLocked() bool {
+	return q.queuedLocked() == 0 && len(q.outbox[0]) == 0 && len(q.outbox[1]) == 0
 }
 
 // wakeLocked releases writers waiting for space once the queue is below half
@@ -39,7 +67,9 @@ func (q *writeQueue) wakeLocked() {
 	}
 }
 
-func (q *writeQueue) close(err error) {
+// close fails the queue: writers get err. It returns the calls that were
+// waiting in the outbox, for the caller to release.
+func (q *writeQueue) close(err error) []*serverCall {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.err = err
@@ -49,13 +79,16 @@ func (q *writeQueue) close(err error) {
 		close(q.space)
 		q.space = nil
 	}
+	parked := append(q.outbox[0], q.outbox[1]...)
+	q.outbox = [2][]*serverCall{}
+	return parked
 }
 
-// waitSpaceLocked waits, with q.mu held on entry and on return, until the
-// queue is below the high-water mark, the connection closes, or ctx ends.
-func (c *Conn) waitSpaceLocked(ctx context.Context) error {
+// waitSpaceLocked waits, with q.mu held on entry and on return, until a
+// writer of the class has room, the connection closes, or ctx ends.
+func (c *Conn) waitSpaceLocked(ctx context.Context, urgent bool) error {
 	q := &c.wq
-	for q.err == nil && q.queuedLocked() >= q.hwm {
+	for q.err == nil && !q.roomLocked(urgent) {
 		if q.space == nil {
 			q.space = make(chan struct{})
 		}
@@ -76,25 +109,21 @@ func (c *Conn) waitSpaceLocked(ctx context.Context) error {
 }
 
 // queueFrame appends one frame whose body is prefix followed by payload and
-// makes sure a flush will run. urgent frames go ahead of bulk frames and
-// never wait for space. fromLoop is true when called on the loop, which
-// flushes before it returns to gnet, so no task needs queuing.
+// makes sure a flush will run. urgent frames go ahead of bulk frames.
+// fromLoop is true when called on the loop, which flushes before it
+// returns to gnet, so no task needs queuing. It never waits.
 func (c *Conn) queueFrame(h codec.Header, prefix, payload []byte, urgent, fromLoop bool) error {
 	return c.queueFrameCtx(context.Background(), h, prefix, payload, urgent, fromLoop, false)
 }
 
-// queueFrameCtx is queueFrame that, with wait set, first waits while the
-// queue is above the high-water mark (push back) until ctx ends or the
-// connection closes. Urgent frames and frames queued on the loop never
-// wait.
+// queueFrameCtx is queueFrame that, with wait set (and not on the loop),
+// first waits while the writer's class has no room (push back) until ctx
+// ends or the connection closes.
 func (c *Conn) queueFrameCtx(ctx context.Context, h codec.Header, prefix, payload []byte, urgent, fromLoop, wait bool) error {
-	h.Length = uint32(len(prefix) + len(payload))
-	var hb [codec.HeaderSize]byte
-	codec.PutHeader(hb[:], h)
 	q := &c.wq
 	q.mu.Lock()
-	if wait && !urgent && !fromLoop {
-		if err := c.waitSpaceLocked(ctx); err != nil {
+	if wait && !fromLoop {
+		if err := c.waitSpaceLocked(ctx, urgent); err != nil {
 			q.mu.Unlock()
 			return err
 		}
@@ -103,23 +132,43 @@ func (c *Conn) queueFrameCtx(ctx context.Context, h codec.Header, prefix, payloa
 		q.mu.Unlock()
 		return err
 	}
-	dst := &q.normal
-	if urgent {
-		dst = &q.urgent
+	c.writeFrameLocked(h, prefix, payload, urgent)
+	if fromLoop && h.Kind != codec.KindCredit {
+		// Output the peer's input made the loop produce (a CREDIT is
+		// bounded by the stream data received and never counts).
+		c.loopWrote = true
 	}
-	dst.write(hb[:])
-	dst.write(prefix)
-	dst.write(payload)
-	dst.endFrame()
-	trigger := !fromLoop && !q.scheduled
-	if trigger {
-		q.scheduled = true
-	}
+	trigger := c.triggerLocked(fromLoop)
 	q.mu.Unlock()
 	if trigger {
 		c.scheduleFlush()
 	}
 	return nil
+}
+
+// writeFrameLocked appends one frame to a queue; c.wq.mu is held.
+func (c *Conn) writeFrameLocked(h codec.Header, prefix, payload []byte, urgent bool) {
+	h.Length = uint32(len(prefix) + len(payload))
+	var hb [codec.HeaderSize]byte
+	codec.PutHeader(hb[:], h)
+	dst := &c.wq.normal
+	if urgent {
+		dst = &c.wq.urgent
+	}
+	dst.write(hb[:])
+	dst.write(prefix)
+	dst.write(payload)
+	dst.endFrame()
+}
+
+// triggerLocked reports whether the caller must schedule a flush after
+// unlocking c.wq.mu (none is scheduled and the caller is not the loop).
+func (c *Conn) triggerLocked(fromLoop bool) bool {
+	if fromLoop || c.wq.scheduled {
+		return false
+	}
+	c.wq.scheduled = true
+	return true
 }
 
 // queueControl queues a header-only control frame (PING, PONG, CANCEL,
@@ -137,15 +186,26 @@ func (c *Conn) scheduleFlush() {
 	}
 }
 
-// flush runs on the loop: it moves queued plaintext (urgent first, then
-// bulk while gnet holds less than gnetHigh) through TLS into pooled
-// ciphertext chunks and writes them with one Writev.
+// flush runs on the loop: it moves parked outcomes into the queues while
+// there is room, then queued plaintext (urgent first, then bulk while gnet
+// holds less than gnetHigh) through TLS into pooled ciphertext chunks, and
+// writes them with one Writev. It also notes write progress (for the stall
+// timeout), lifts a pause on input once the output has drained, completes
+// a drain, and ends the write side of a lingering close.
 func (c *Conn) flush() {
-	if c.dead || c.gc == nil {
+	if c.dead || c.gc == nil || c.finSent {
 		return
 	}
 	q := &c.wq
 	held := c.gc.OutboundBuffered()
+	c.noteProgress(held)
+	q.mu.Lock()
+	q.gnetOut = held
+	parked := len(q.outbox[0]) + len(q.outbox[1])
+	q.mu.Unlock()
+	if parked > 0 {
+		c.sendParked()
+	}
 	q.mu.Lock()
 	q.scheduled = false
 	q.urgent.takeInto(&c.batch, 1<<62)
@@ -156,8 +216,7 @@ func (c *Conn) flush() {
 	if budget > 0 {
 		q.normal.takeInto(&c.batch, budget)
 	}
-	more := q.normal.size > 0
-	q.gnetOut = held
+	more := q.normal.size > 0 || len(q.outbox[0])+len(q.outbox[1]) > 0
 	q.mu.Unlock()
 
 	src := &c.batch
@@ -183,12 +242,47 @@ func (c *Conn) flush() {
 		return
 	}
 	held = c.gc.OutboundBuffered()
+	c.lastHeld = held
 	q.mu.Lock()
 	q.gnetOut = held
 	q.wakeLocked()
+	idle := q.idleLocked()
+	drainedInput := q.queuedLocked() < q.hwm+q.hwm/2
 	q.mu.Unlock()
+	if c.paused && drainedInput {
+		c.paused = false
+		c.resumed = true
+	}
 	if more || held > 0 {
 		c.armDrain()
+	}
+	if idle {
+		if c.drainWatch.Load() {
+			c.mu.Lock()
+			c.checkDrainedLocked()
+			c.mu.Unlock()
+		}
+		if c.lingering {
+			// Everything is in the kernel: FIN after it, then wait for the
+			// peer's close (or the linger bound) so that a late frame from
+			// the peer cannot make the kernel reset the connection and drop
+			// what it has not sent yet.
+			c.finSent = true
+			_ = syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR)
+		}
+	}
+}
+
+// noteProgress records, on the loop, whether gnet wrote anything since the
+// last flush: held bytes that did not shrink start the stall clock that
+// tick checks against WriteStallTimeout.
+func (c *Conn) noteProgress(held int) {
+	if held > 0 && held >= c.lastHeld {
+		if c.stallSince.Load() == 0 {
+			c.stallSince.Store(time.Now().UnixNano())
+		}
+	} else if c.stallSince.Load() != 0 {
+		c.stallSince.Store(0)
 	}
 }
 
@@ -223,50 +317,73 @@ func (c *Conn) drainFire() {
 	}
 }
 
-// sendMessage sends one message (CALL, REPLY or STREAM_ITEM) as a first
-// frame and as many CONTINUATION frames as it takes, compressing each
-// fragment when both sides announced s2. prefix (the CALL prefix) goes in
-// the first frame only. Fragments of different messages interleave, so a
-// large message never holds the queue. ctx bounds the waits for space.
-func (c *Conn) sendMessage(ctx context.Context, h codec.Header, prefix, payload []byte, urgent, fromLoop bool) error {
+// outMsg is a message being sent as a first frame and CONTINUATIONs
+// (§3.6): a CALL from a caller, or the outcome of a served call.
+type outMsg struct {
+	h       codec.Header
+	prefix  []byte // the CALL prefix, in the first frame only
+	payload []byte
+	off     int  // payload bytes queued so far
+	started bool // the first frame is queued
+}
+
+// nextFrame returns m's next frame: header, prefix (first frame only) and
+// body, compressed into scratch (which the caller puts back) when both
+// sides announced s2 and it pays; n is the payload bytes it carries.
+// ERROR and STREAM_END are single, uncompressed frames (§3.2).
+func (c *Conn) nextFrame(m *outMsg) (h codec.Header, prefix, body []byte, scratch *[]byte, n int, last bool) {
+	h = m.h
+	if h.Kind == codec.KindError || h.Kind == codec.KindStreamEnd {
+		return h, nil, m.payload, nil, len(m.payload), true
+	}
+	n = min(len(m.payload)-m.off, c.fragSize)
+	frag := m.payload[m.off : m.off+n]
+	last = m.off+n == len(m.payload)
+	if m.started {
+		h = codec.Header{Kind: codec.KindContinuation, ID: m.h.ID}
+	} else {
+		prefix = m.prefix
+	}
+	if !last {
+		h.Flags |= codec.FlagMore
+	}
+	body, scratch = c.maybeCompress(frag)
+	if scratch != nil {
+		h.Flags |= codec.FlagCompressed
+	}
+	return h, prefix, body, scratch, n, last
+}
+
+func (m *outMsg) advance(n int) {
+	m.off += n
+	m.started = true
+}
+
+// sendMessage sends a CALL as a first frame and as many CONTINUATION
+// frames as it takes, each waiting for room in the queue (push back) until
+// ctx ends. Fragments of different messages interleave, so a large message
+// never holds the queue.
+func (c *Conn) sendMessage(ctx context.Context, h codec.Header, prefix, payload []byte, urgent bool) error {
 	if len(payload) > int(c.peer.maxMessage) {
 		return ErrMessageTooLarge
 	}
-	first := true
+	m := outMsg{h: h, prefix: prefix, payload: payload}
 	for {
-		n := min(len(payload), c.fragSize)
-		frag := payload[:n]
-		payload = payload[n:]
-		fh := h
-		if !first {
-			fh = codec.Header{Kind: codec.KindContinuation, ID: h.ID}
-		}
-		if len(payload) > 0 {
-			fh.Flags |= codec.FlagMore
-		}
-		body, scratch := c.maybeCompress(frag)
-		if scratch != nil {
-			fh.Flags |= codec.FlagCompressed
-		}
-		var err error
-		if first {
-			err = c.queueFrameCtx(ctx, fh, prefix, body, urgent, fromLoop, true)
-		} else {
-			err = c.queueFrameCtx(ctx, fh, nil, body, urgent, fromLoop, true)
-		}
+		fh, pre, body, scratch, n, last := c.nextFrame(&m)
+		err := c.queueFrameCtx(ctx, fh, pre, body, urgent, false, true)
 		if scratch != nil {
 			putBuf(scratch)
 		}
 		if err != nil {
-			if !first {
+			if m.started {
 				// Abandon the message the peer is reassembling; in the same
 				// queue, so the CANCEL follows the fragments already queued.
-				_ = c.queueFrameCtx(context.Background(), codec.Header{Kind: codec.KindCancel, ID: h.ID}, nil, nil, urgent, fromLoop, false)
+				_ = c.queueFrame(codec.Header{Kind: codec.KindCancel, ID: h.ID}, nil, nil, urgent, false)
 			}
 			return err
 		}
-		first = false
-		if len(payload) == 0 {
+		m.advance(n)
+		if last {
 			return nil
 		}
 	}

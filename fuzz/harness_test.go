@@ -153,6 +153,7 @@ func (r *router) add(id uint64, rt *conn.Route) {
 func (r *router) Route(m uint64) *conn.Route { return r.routes[m] }
 func (r *router) Methods() []uint64          { return r.ids }
 func (r *router) Submit(t conn.Task) bool    { return r.pool.Submit(t) }
+func (r *router) Go(f func())                { go f() }
 
 // accepted is the outcome of conn.Accept for one dialer.
 type accepted struct {
