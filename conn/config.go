@@ -72,6 +72,13 @@ type Config struct {
 	MaxCalls   uint32
 	MaxStreams uint32
 
+	// PoolShare bounds the ModePool calls of one accepted connection that
+	// run on the Router's pool at once; more wait, in arrival order, in the
+	// connection's own queue and run on the goroutine of one that finishes.
+	// So one connection cannot take every worker of a shared pool, however
+	// slow its handlers. Default 128 (a server sets MaxWorkers/8).
+	PoolShare int
+
 	// WriteHighWater bounds the bytes queued for sending on a connection
 	// (hawser's queues and gnet's buffer): a caller that would exceed it
 	// waits (push back) instead of growing the queue, and a handler's reply
@@ -146,6 +153,7 @@ const (
 	DefaultSocketBuffer      = 128 << 10
 	DefaultWriteStallTimeout = 15 * time.Second
 	DefaultMaxInputBacklog   = 2 << 20
+	DefaultPoolShare         = 128
 	minWriteHighWater        = 256 << 10
 	minClusterKey            = 16
 )
@@ -219,6 +227,9 @@ func (c *Config) resolved(dialing bool) (*Config, error) {
 		r.WriteHighWater = DefaultWriteHighWater
 	}
 	r.WriteHighWater = max(r.WriteHighWater, minWriteHighWater)
+	if r.PoolShare <= 0 {
+		r.PoolShare = DefaultPoolShare
+	}
 	if r.MaxInputBacklog == 0 {
 		r.MaxInputBacklog = DefaultMaxInputBacklog
 	}

@@ -59,21 +59,23 @@ type Conn struct {
 
 	wq writeQueue
 
-	mu         sync.Mutex
-	pending    map[uint32]*call       // dialer: calls and streams awaiting frames
-	nextID     uint32                 // dialer: next call ID (odd)
-	slotWait   chan struct{}          // dialer: closed when a call slot frees
-	inflight   map[uint32]*serverCall // acceptor: calls and streams being served
-	streams    int                    // dialer: streams in pending
-	ordered    []*serverCall          // acceptor: ModeOrdered calls waiting
-	ordering   bool                   // acceptor: the ordered goroutine runs
-	goingAway  bool                   // a GOAWAY was sent or received
-	sentGoAway bool                   // this side's GOAWAY is queued
-	lastID     uint32                 // acceptor: highest call ID admitted; dialer: the peer's GOAWAY Arg
-	acceptMax  uint32                 // acceptor, going away: the highest call ID still admitted
-	activity   uint64                 // bumped when a call starts or ends
-	closeErr   error                  // why the connection closed; first wins
-	drained    chan struct{}          // closed when nothing is in flight and goingAway
+	mu          sync.Mutex
+	pending     map[uint32]*call       // dialer: calls and streams awaiting frames
+	nextID      uint32                 // dialer: next call ID (odd)
+	slotWait    chan struct{}          // dialer: closed when a call slot frees
+	inflight    map[uint32]*serverCall // acceptor: calls and streams being served
+	streams     int                    // dialer: streams in pending
+	ordered     []*serverCall          // acceptor: ModeOrdered calls waiting
+	poolQueue   []*serverCall          // acceptor: ModePool calls waiting for the connection's PoolShare
+	poolRunning int                    // acceptor: ModePool calls of this connection on the Router's pool
+	ordering    bool                   // acceptor: the ordered goroutine runs
+	goingAway   bool                   // a GOAWAY was sent or received
+	sentGoAway  bool                   // this side's GOAWAY is queued
+	lastID      uint32                 // acceptor: highest call ID admitted; dialer: the peer's GOAWAY Arg
+	acceptMax   uint32                 // acceptor, going away: the highest call ID still admitted
+	activity    uint64                 // bumped when a call starts or ends
+	closeErr    error                  // why the connection closed; first wins
+	drained     chan struct{}          // closed when nothing is in flight and goingAway
 
 	callSlots   atomic.Int32  // acceptor: calls in inflight holding a MaxCalls slot
 	streamSlots atomic.Int32  // acceptor: streams among them holding a MaxStreams slot
@@ -532,6 +534,7 @@ func (c *Conn) onClose(gerr error) {
 	}
 	c.inflight = nil
 	c.ordered = nil
+	c.poolQueue = nil
 	if c.slotWait != nil {
 		close(c.slotWait)
 		c.slotWait = nil

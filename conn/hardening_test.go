@@ -395,7 +395,9 @@ func TestNonReaderHoldsNoWorkers(t *testing.T) {
 	r.pool = newSmallPool(8)
 	big := r.handle("big", sizedRoute(nil, nil))
 	echo := r.handle("echo", echoRoute(ModePool))
-	srv := startServer(t, r, nil)
+	// A share of the whole pool: without parking, the non-reader's replies
+	// would hold every worker.
+	srv := startServer(t, r, func(c *Config) { c.PoolShare = 8 })
 	p := dialRaw(t, srv.addr())
 	var in []byte
 	for id := uint32(1); id < 2*64; id += 2 { // 64 calls of 256 KiB replies, never read
@@ -458,12 +460,15 @@ func TestPausedInputResumes(t *testing.T) {
 		c.WriteHighWater = 256 << 10
 		c.MaxInputBacklog = 8 << 20
 	})
-	nc, err := net.Dial("tcp", srv.addr())
+	// Little room for PONGs in the kernel, set before connect (a receive
+	// buffer shrunk below loopback's 64 KiB MSS afterwards stalls TCP on
+	// zero-window probes).
+	d := net.Dialer{Control: (&Config{SocketBuffer: 64 << 10}).socketControl}
+	nc, err := d.Dial("tcp", srv.addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	_ = nc.(*net.TCPConn).SetReadBuffer(16 << 10) // little room for PONGs in the kernel
 	rw, err := DialRaw(context.Background(), nc, clientConfig())
 	if err != nil {
 		t.Fatal(err)

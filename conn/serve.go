@@ -222,15 +222,57 @@ func (c *Conn) onCall(m message) error {
 			c.spawn(c.runOrdered)
 		}
 	default:
-		if !c.cfg.Router.Submit(sc) {
-			c.replyError(id, codec.CodeResourceExhausted, "", "server worker pool is full", urgent)
-			c.mu.Lock()
-			c.endCallLocked(sc)
-			c.checkDrainedLocked()
-			c.mu.Unlock()
-			sc.release()
-		}
+		c.submit(sc)
 	}
+	return nil
+}
+
+// submit runs a ModePool call on the Router's pool, on the loop. At most
+// PoolShare calls of the connection run there at once; more wait in the
+// connection's queue, in arrival order, and run on the goroutine of one
+// that finishes (serverCall.Run). When the pool cannot take the call and
+// none of the connection's calls runs to take it later, it is refused.
+func (c *Conn) submit(sc *serverCall) {
+	c.mu.Lock()
+	if c.poolRunning >= c.cfg.PoolShare {
+		c.poolQueue = append(c.poolQueue, sc)
+		c.mu.Unlock()
+		return
+	}
+	c.poolRunning++
+	c.mu.Unlock()
+	if c.cfg.Router.Submit(sc) {
+		return
+	}
+	c.mu.Lock()
+	c.poolRunning--
+	if c.poolRunning > 0 {
+		c.poolQueue = append(c.poolQueue, sc)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.replyError(sc.id, codec.CodeResourceExhausted, "", "server worker pool is full", sc.urgent)
+	c.mu.Lock()
+	c.endCallLocked(sc)
+	c.checkDrainedLocked()
+	c.mu.Unlock()
+	sc.release()
+}
+
+// nextPooled returns the connection's next queued ModePool call for the
+// goroutine that just finished one, or nil, giving the slot back.
+func (c *Conn) nextPooled() *serverCall {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.poolQueue) > 0 {
+		sc := c.poolQueue[0]
+		c.poolQueue[0] = nil
+		c.poolQueue = c.poolQueue[1:]
+		return sc
+	}
+	c.poolQueue = nil
+	c.poolRunning--
 	return nil
 }
 
@@ -291,12 +333,23 @@ func (c *Conn) runOrdered() {
 	}
 }
 
-// Run implements Task: the pool runs the call.
-func (sc *serverCall) Run() { sc.run(false) }
+// Run implements Task: the pool runs the call, then the connection's
+// ModePool calls that queued behind its PoolShare, one after the other.
+func (sc *serverCall) Run() {
+	c := sc.c
+	for sc != nil {
+		sc.run(false)
+		sc = c.nextPooled()
+	}
+}
 
 // run calls the handler, turns a panic into CodeInternal for this call only,
 // and sends the outcome.
 func (sc *serverCall) run(onLoop bool) {
+	if sc.cancelled.Load() {
+		sc.finish(nil, context.Canceled, onLoop) // cancelled while it queued: nothing to run
+		return
+	}
 	var reply []byte
 	var err error
 	func() {
