@@ -637,6 +637,7 @@ func (echoRouter) Route(m uint64) *conn.Route {
 }
 func (echoRouter) Methods() []uint64     { return []uint64{Echo.ID()} }
 func (echoRouter) Submit(conn.Task) bool { return false }
+func (echoRouter) Go(f func())           { go f() }
 
 // startHangUpServer listens on loopback, completes the hawser handshake
 // (TLS and cluster key) of every connection, then closes it at once: a

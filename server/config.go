@@ -38,12 +38,30 @@ type Config struct {
 	InactivityTimeout time.Duration
 
 	// MaxWorkers and QueueSize bound the worker pool of pool-mode handlers.
-	// Defaults 1024 and 4096. A call that finds both full gets
-	// CodeResourceExhausted at once.
+	// Defaults 1024 and 4096. One connection's calls run on at most
+	// MaxWorkers/8 of them at once (Conn.PoolShare); its further calls wait
+	// for those. A call that finds the pool full while none of its
+	// connection's calls runs gets CodeResourceExhausted at once.
 	MaxWorkers, QueueSize int
-	// MaxHandshakes bounds connections in TLS/authentication at once;
-	// more are closed at accept. Default 256.
-	MaxHandshakes int
+	// Admission (see admit.go and the README): how much connections that
+	// have not authenticated may cost, so that a flood of silent or
+	// stalling connections cannot lock legitimate peers out.
+	//
+	// MaxHandshakes bounds connections in TLS and authentication at once;
+	// MaxHandshakesPerSource bounds them per remote IP address. A
+	// connection that has sent its first byte waits up to Timeout for a
+	// slot rather than being closed. Defaults 256 and 32.
+	MaxHandshakes, MaxHandshakesPerSource int
+	// MaxPendingConns bounds connections accepted and not yet
+	// authenticated; when it is reached, the oldest connection that has
+	// not sent a byte is closed to make room (and with none silent, the new
+	// one is). MaxSilentPerSource bounds the silent ones per remote IP
+	// address the same way. Defaults 1024 and 64.
+	MaxPendingConns, MaxSilentPerSource int
+	// FirstByteTimeout closes a connection that sends nothing (no TLS
+	// ClientHello) for this long after it was accepted. It holds no
+	// handshake slot meanwhile. Default Timeout/4 (250ms).
+	FirstByteTimeout time.Duration
 
 	// Conn tunes every accepted connection (limits, windows, keepalive,
 	// compression). Its TLS, ClusterKey, NodeID, AppVersion, Timeout,
@@ -73,6 +91,45 @@ func ConfigFromNode(n config.Node) Config {
 		NodeID:            n.NodeID,
 		Timeout:           n.Timeout.Duration(),
 		InactivityTimeout: n.InactivityTimeout.Duration(),
+	}
+}
+
+// Defaults (see Config).
+const (
+	DefaultMaxWorkers             = 1024
+	DefaultMaxHandshakes          = 256
+	DefaultMaxHandshakesPerSource = 32
+	DefaultMaxPendingConns        = 1024
+	DefaultMaxSilentPerSource     = 64
+)
+
+func (c *Config) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return conn.DefaultTimeout
+}
+
+func (c *Config) firstByteTimeout() time.Duration {
+	if c.FirstByteTimeout > 0 {
+		return c.FirstByteTimeout
+	}
+	return c.timeout() / 4
+}
+
+func (c *Config) admission() admissionConfig {
+	orDefault := func(v, d int) int {
+		if v > 0 {
+			return v
+		}
+		return d
+	}
+	return admissionConfig{
+		maxPending:      orDefault(c.MaxPendingConns, DefaultMaxPendingConns),
+		silentPerSource: orDefault(c.MaxSilentPerSource, DefaultMaxSilentPerSource),
+		handshakes:      orDefault(c.MaxHandshakes, DefaultMaxHandshakes),
+		perSourceHS:     orDefault(c.MaxHandshakesPerSource, DefaultMaxHandshakesPerSource),
+		slotTimeout:     c.timeout(),
 	}
 }
 
@@ -120,6 +177,13 @@ func (c *Config) connConfig(r conn.Router) (*conn.Config, error) {
 	cc.Timeout = c.Timeout
 	cc.InactivityTimeout = c.InactivityTimeout
 	cc.Router = r
+	if cc.PoolShare == 0 {
+		workers := c.MaxWorkers
+		if workers <= 0 {
+			workers = DefaultMaxWorkers
+		}
+		cc.PoolShare = max(1, workers/8)
+	}
 	if cc.Logger == nil {
 		cc.Logger = c.Logger
 	}

@@ -20,16 +20,22 @@ type Server struct {
 	names  map[uint64]string
 	ids    []uint64
 	pool   *workers.Pool
+	ccfg   *conn.Config // resolved once by New (the certificate files are read there)
+	adm    *admission
 
-	mu      sync.Mutex
-	started bool
-	ln      net.Listener
-	eng     *conn.Engine
-	ccfg    *conn.Config // resolved once by New (the certificate files are read there)
-	conns   map[*conn.Conn]struct{}
-	closing bool
-	wg      sync.WaitGroup // accept loop and handshakes
-	ready   chan struct{}  // closed when listening
+	mu        sync.Mutex
+	started   bool
+	closing   bool
+	ln        net.Listener
+	eng       *conn.Engine
+	conns     map[*conn.Conn]struct{}
+	loopDone  chan struct{} // closed when Serve's accept loop has returned
+	listenErr error         // why Serve could not listen
+
+	ready     chan struct{} // closed when Serve listens, fails to, or the server closes first
+	readyOnce sync.Once
+	wg        sync.WaitGroup // admission and handshake goroutines
+	handlers  sync.WaitGroup // stream and ordered handler goroutines (Go)
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -59,6 +65,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: a cluster key of at least 16 bytes is required")
 	}
 	s.pool = workers.New(workers.Config{Max: cfg.MaxWorkers, Queue: cfg.QueueSize})
+	s.adm = newAdmission(cfg.admission())
 	return s, nil
 }
 
@@ -89,40 +96,54 @@ func (s *Server) Methods() []uint64 { return s.ids }
 // Submit implements conn.Router on the bounded worker pool.
 func (s *Server) Submit(t conn.Task) bool { return s.pool.Submit(t) }
 
+// Go implements conn.Router: stream handlers and ordered-mode goroutines,
+// which Close and Shutdown wait for.
+func (s *Server) Go(f func()) {
+	s.handlers.Add(1)
+	go func() {
+		defer s.handlers.Done()
+		f()
+	}()
+}
+
 // Serve listens on the configured address and serves until Shutdown or
-// Close (it then returns ErrServerClosed) or a listener error.
+// Close (it then returns ErrServerClosed) or a listener error. After
+// Shutdown or Close it returns ErrServerClosed at once.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
 	if s.started {
 		s.mu.Unlock()
 		return errors.New("server: Serve called twice")
 	}
 	s.started = true
 	eng, err := conn.NewEngine(conn.EngineConfig{})
+	if err == nil {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", s.cfg.addr()); err != nil {
+			_ = eng.Close()
+			err = fmt.Errorf("server: listen: %w", err)
+		} else {
+			s.eng, s.ln = eng, ln
+			s.loopDone = make(chan struct{})
+		}
+	}
+	s.listenErr = err
+	s.mu.Unlock()
+	s.markReady()
 	if err != nil {
-		s.mu.Unlock()
 		return err
 	}
-	ln, err := net.Listen("tcp", s.cfg.addr())
-	if err != nil {
-		s.mu.Unlock()
-		_ = eng.Close()
-		return fmt.Errorf("server: listen: %w", err)
-	}
-	s.eng, s.ln = eng, ln
-	s.mu.Unlock()
-	close(s.ready)
-	s.log.Info("hawser: serving", "addr", ln.Addr().String(), "methods", len(s.ids))
+	defer close(s.loopDone)
+	s.log.Info("hawser: serving", "addr", s.ln.Addr().String(), "methods", len(s.ids))
 
 	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
 	defer stop()
-	maxHS := s.cfg.MaxHandshakes
-	if maxHS <= 0 {
-		maxHS = 256
-	}
-	handshakes := make(chan struct{}, maxHS)
 	for {
-		nc, err := ln.Accept()
+		nc, err := s.ln.Accept()
 		if err != nil {
 			s.mu.Lock()
 			closing := s.closing
@@ -136,29 +157,51 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			return fmt.Errorf("server: accept: %w", err)
 		}
-		select {
-		case handshakes <- struct{}{}:
-		default:
-			s.log.Warn("hawser: too many handshakes in progress; refusing connection", "remote", nc.RemoteAddr().String())
-			_ = nc.Close()
+		p := s.adm.admit(nc)
+		if p == nil {
+			s.log.Warn("hawser: too many connections waiting to authenticate; refusing one", "remote", nc.RemoteAddr().String())
 			continue
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-handshakes }()
-			s.accept(nc)
-		}()
+		s.wg.Add(1) // the loop has not returned, so stopAccepting waits for this
+		go s.accept(p, eng)
 	}
 }
 
-// accept runs the handshake (bounded by Timeout) and tracks the connection.
-func (s *Server) accept(nc net.Conn) {
-	c, err := conn.Accept(context.Background(), s.eng, nc, s.ccfg)
-	if err != nil {
-		s.log.Debug("hawser: handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+// accept admits one connection (admit.go), runs its handshake and tracks
+// it. The connection is registered here even when Shutdown has begun:
+// Shutdown waits for this goroutine before it takes its list, so it sends
+// the connection a GOAWAY like every other.
+func (s *Server) accept(p *pending, eng *conn.Engine) {
+	defer s.wg.Done()
+	nc := p.nc
+	remote := nc.RemoteAddr().String()
+	fail := func(stage string, err error) {
+		_ = nc.Close()
+		s.log.Debug("hawser: connection refused before its handshake", "remote", remote, "stage", stage, "err", err)
 		if s.ccfg.OnError != nil {
-			s.ccfg.OnError(nc.RemoteAddr().String(), err)
+			s.ccfg.OnError(remote, err)
+		}
+	}
+	if err := waitFirstByte(nc, s.cfg.firstByteTimeout()); err != nil {
+		s.adm.finish(p, false)
+		fail("first byte", err)
+		return
+	}
+	if !s.adm.spoke(p) {
+		fail("first byte", errEvicted)
+		return
+	}
+	if err := s.adm.acquire(p); err != nil {
+		s.adm.finish(p, false)
+		fail("handshake slot", err)
+		return
+	}
+	c, err := conn.Accept(context.Background(), eng, nc, s.ccfg)
+	s.adm.finish(p, true)
+	if err != nil {
+		s.log.Debug("hawser: handshake failed", "remote", remote, "err", err)
+		if s.ccfg.OnError != nil {
+			s.ccfg.OnError(remote, err)
 		}
 		return
 	}
@@ -168,10 +211,6 @@ func (s *Server) accept(nc net.Conn) {
 	case <-c.Done():
 		return
 	default:
-	}
-	if s.closing {
-		go func() { _ = c.Close() }()
-		return
 	}
 	s.conns[c] = struct{}{}
 }
@@ -183,9 +222,17 @@ func (s *Server) forget(c *conn.Conn) {
 	s.mu.Unlock()
 }
 
+func (s *Server) markReady() { s.readyOnce.Do(func() { close(s.ready) }) }
+
 // Addr is the listening address once Serve has started (it waits for it).
+// It is nil if Serve failed to listen or the server closed before Serve.
 func (s *Server) Addr() net.Addr {
 	<-s.ready
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
 	return s.ln.Addr()
 }
 
@@ -199,75 +246,113 @@ func (s *Server) Conns() int {
 	return len(s.conns)
 }
 
-// Shutdown stops accepting, sends GOAWAY on every connection, lets calls
-// and streams in flight finish, then closes. If ctx ends first it closes
-// what is left at once and returns ctx.Err().
+// Shutdown stops accepting (connections not yet authenticated are closed),
+// sends GOAWAY on every connection, lets calls and streams in flight finish
+// and their replies reach the socket, then closes, and waits for the
+// handlers to return. If ctx ends first it closes what is left at once
+// (handlers' contexts are cancelled) and returns ctx.Err() by ctx's
+// deadline, without waiting for handlers that ignore cancellation; a later
+// Close waits for them.
 func (s *Server) Shutdown(ctx context.Context) error {
-	conns := s.stopAccepting()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(conns))
-	for _, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- c.Shutdown(ctx)
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	var err error
-	for e := range errs {
-		if e != nil && err == nil {
-			err = e
+	conns, err := s.stopAccepting(ctx)
+	if err == nil {
+		var wg sync.WaitGroup
+		errs := make(chan error, len(conns))
+		for _, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- c.Shutdown(ctx)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			if e != nil && err == nil {
+				err = e
+			}
 		}
 	}
-	s.finish(ctx)
+	if e := s.finish(ctx); err == nil {
+		err = e
+	}
 	return err
 }
 
 // Close closes the listener and every connection at once: calls in flight
-// fail on the callers' side with a transport error. It waits for handlers
-// to return.
+// fail on the callers' side with a transport error. It waits for handlers,
+// whose contexts are cancelled, to return.
 func (s *Server) Close() error {
-	for _, c := range s.stopAccepting() {
+	conns, _ := s.stopAccepting(context.Background())
+	for _, c := range conns {
 		_ = c.Close()
 	}
-	s.finish(context.Background())
-	return nil
+	return s.finish(context.Background())
 }
 
-func (s *Server) stopAccepting() []*conn.Conn {
+// stopAccepting closes the listener and every connection still in
+// admission or its handshake, waits (up to ctx) for the accept loop and
+// the handshake goroutines, and returns the open connections: every
+// connection enrolled on the engine is among them.
+func (s *Server) stopAccepting(ctx context.Context) ([]*conn.Conn, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closing = true
 	if s.ln != nil {
 		_ = s.ln.Close()
 	}
+	loopDone := s.loopDone
+	s.mu.Unlock()
+	s.markReady()
+	s.adm.closeAll()
+	if loopDone != nil {
+		select {
+		case <-loopDone:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if err := waitGroup(ctx, &s.wg); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	out := make([]*conn.Conn, 0, len(s.conns))
 	for c := range s.conns {
 		out = append(out, c)
 	}
-	return out
+	return out, nil
 }
 
-// finish waits for handshakes, stops the loops, the handlers and the pool.
-func (s *Server) finish(ctx context.Context) {
-	s.wg.Wait()
+// finish stops the loops (closing any connection left), then waits, up to
+// ctx, for the handler goroutines and the worker pool.
+func (s *Server) finish(ctx context.Context) error {
 	s.mu.Lock()
 	eng := s.eng
-	s.eng = nil
-	s.mu.Unlock()
-	var conns []*conn.Conn
-	s.mu.Lock()
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
 	s.mu.Unlock()
 	if eng != nil {
 		_ = eng.Close()
 	}
-	for _, c := range conns {
-		_ = c.Wait(ctx)
+	if err := waitGroup(ctx, &s.handlers); err != nil {
+		return err
 	}
-	s.pool.Close()
+	return s.pool.Shutdown(ctx)
+}
+
+// waitGroup waits for wg or ctx; the goroutine it starts ends with wg.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	if ctx.Done() == nil {
+		wg.Wait()
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(flooderEnv); addr != "" {
+		runFlooder(addr)
+		return
+	}
+	if addr := os.Getenv(silentEnv); addr != "" {
+		runSilent(addr)
+		return
+	}
 	goleak.VerifyTestMain(m, leaktest.Options()...)
 }
 
@@ -246,10 +255,10 @@ func TestWorkerPoolFullPushesBack(t *testing.T) {
 		return b, nil
 	}))
 	addr := serve(t, s)
-	c := dial(t, addr)
 	var wg sync.WaitGroup
 	errs := make(chan error, 10)
-	for range 10 {
+	for range 10 { // one call on each of 10 connections
+		c := dial(t, addr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -258,14 +267,12 @@ func TestWorkerPoolFullPushesBack(t *testing.T) {
 		}()
 	}
 	// 4 are taken (2 running, 2 queued); the other 6 fail at once.
-	exhausted := 0
 	for range 6 {
 		err := <-errs
 		var re *hawser.RemoteError
 		if !errors.As(err, &re) || re.Code != codec.CodeResourceExhausted {
 			t.Fatalf("got %v, want resource exhausted", err)
 		}
-		exhausted++
 	}
 	close(release)
 	wg.Wait()
@@ -274,6 +281,55 @@ func TestWorkerPoolFullPushesBack(t *testing.T) {
 		if err != nil {
 			t.Fatalf("admitted call failed: %v", err)
 		}
+	}
+}
+
+// One connection's calls beyond its share of the pool wait for its
+// running ones instead of being refused, and leave the rest of the pool to
+// other connections.
+func TestPoolShareQueuesPerConnection(t *testing.T) {
+	s, _ := newServer(t, func(c *Config) { c.MaxWorkers, c.QueueSize = 16, 1 }) // share: 2
+	release := make(chan struct{})
+	var running, peak atomic.Int32
+	must(t, Handle(s, Echo, func(ctx context.Context, b []byte) ([]byte, error) {
+		n := running.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		defer running.Add(-1)
+		if string(b) == "slow" {
+			<-release
+		}
+		return b, nil
+	}))
+	addr := serve(t, s)
+	greedy := dial(t, addr)
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := Echo.Call(context.Background(), greedy, []byte("slow"))
+			errs <- err
+		}()
+	}
+	waitFor(t, func() bool { return running.Load() == 2 && greedy.InFlight() == 50 })
+	other := dial(t, addr)
+	for range 20 {
+		if _, err := Echo.Call(context.Background(), other, []byte("fast")); err != nil {
+			t.Fatalf("a second connection next to a greedy one: %v", err)
+		}
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a queued call failed: %v", err)
+		}
+	}
+	if p := peak.Load(); p > 3 {
+		t.Fatalf("%d handlers ran at once; the greedy connection's share is 2", p)
 	}
 }
 
@@ -327,5 +383,17 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitFor waits until cond holds, failing the test after 5s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for a condition")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
