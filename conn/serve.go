@@ -253,11 +253,7 @@ func (c *Conn) submit(sc *serverCall) {
 	}
 	c.mu.Unlock()
 	c.replyError(sc.id, codec.CodeResourceExhausted, "", "server worker pool is full", sc.urgent)
-	c.mu.Lock()
-	c.endCallLocked(sc)
-	c.checkDrainedLocked()
-	c.mu.Unlock()
-	sc.release()
+	c.endCall(sc)
 }
 
 // nextPooled returns the connection's next queued ModePool call for the
@@ -285,14 +281,19 @@ func (c *Conn) spawn(f func()) {
 	})
 }
 
-// endCallLocked takes sc out of inflight and frees its slots; c.mu is
-// held. The caller runs checkDrainedLocked and releases sc.
-func (c *Conn) endCallLocked(sc *serverCall) {
+// endCall ends sc once its outcome is queued (or there is none): it leaves
+// inflight and gives up its slots, the drain is checked, and sc is
+// recycled.
+func (c *Conn) endCall(sc *serverCall) {
+	c.mu.Lock()
 	if c.inflight[sc.id] == sc {
 		delete(c.inflight, sc.id)
 	}
 	c.uncount(sc)
 	c.activity++
+	c.checkDrainedLocked()
+	c.mu.Unlock()
+	sc.release()
 }
 
 // uncount frees sc's MaxCalls (and MaxStreams) slot, once.
@@ -443,11 +444,7 @@ func (c *Conn) deliver(sc *serverCall, how deliverMode) bool {
 	for {
 		if !m.started && sc.cancelled.Load() {
 			// The caller cancelled: nothing is sent for the call (§3.3).
-			c.mu.Lock()
-			c.endCallLocked(sc)
-			c.checkDrainedLocked()
-			c.mu.Unlock()
-			sc.release()
+			c.endCall(sc)
 			return true
 		}
 		fh, pre, body, scratch, n, last := c.nextFrame(m)
@@ -490,11 +487,7 @@ func (c *Conn) deliver(sc *serverCall, how deliverMode) bool {
 			c.scheduleFlush()
 		}
 		if last {
-			c.mu.Lock()
-			c.endCallLocked(sc)
-			c.checkDrainedLocked()
-			c.mu.Unlock()
-			sc.release()
+			c.endCall(sc)
 			return true
 		}
 	}
