@@ -205,8 +205,9 @@ func heapBytes() (live, objects uint64) {
 // plus MaxInputBacklog of input (6 MiB) plus MaxCalls small requests.
 const floodHeapBound = 64 << 20
 
-// A peer that sends CALLs and PINGs as fast as it can for 5 s and never
-// reads (reconnecting whenever it is closed) keeps the server's heap under
+// A peer that sends CALLs and PINGs as fast as it can for 5 s (and until it
+// has been closed once) and never reads (reconnecting whenever it is
+// closed) keeps the server's heap under
 // floodHeapBound; a second client's calls keep succeeding with p99 under
 // 50 ms; the flooder is closed with GOAWAY SlowReader (item 6 and the
 // issue's "done when").
@@ -216,8 +217,6 @@ func TestFloodingPeerIsBounded(t *testing.T) {
 		c.Conn.OnError = func(_ string, err error) {
 			if errors.Is(err, conn.ErrSlowReader) {
 				kicked.Add(1)
-			} else {
-				t.Logf("server closed a connection: %v", err)
 			}
 		}
 	})
@@ -252,8 +251,10 @@ func TestFloodingPeerIsBounded(t *testing.T) {
 
 	c := dial(t, addr)
 	var lat []time.Duration
-	end := time.Now().Add(5 * time.Second)
-	for time.Now().Before(end) {
+	// At least 5 s, and until the flooder has been closed once: on a loaded
+	// machine the low-priority flooder may need longer to fill its bounds.
+	began, limit := time.Now(), time.Now().Add(60*time.Second)
+	for time.Since(began) < 5*time.Second || (kicked.Load() == 0 && time.Now().Before(limit)) {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := Echo.Call(ctx, c, []byte("beside a flood"))
