@@ -5,7 +5,7 @@ GOLANGCI_VERSION := v2.15.0
 FUZZTIME ?= 30s
 BIN := $(CURDIR)/bin
 
-.PHONY: all test test-lib test-bench-module bench bench-go fuzz lint tidy demo clean FORCE
+.PHONY: all test test-lib test-bench-module stress bench bench-go fuzz lint tidy demo clean FORCE
 
 all: test
 
@@ -18,6 +18,12 @@ test-lib:
 
 test-bench-module:
 	cd bench && $(GO) vet ./... && $(GO) build ./... && $(GO) test -race -count=1 -timeout=10m ./...
+
+## stress: the library's concurrency tests (conn, server, pool, fuzz) under the race
+## detector, shuffled, 20 times over; not part of make test. STRESS_COUNT overrides 20.
+STRESS_COUNT ?= 20
+stress:
+	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/ ./server/ ./pool/ ./fuzz/
 
 ## bench: hawser against grpc, arpc, net/rpc and raw TLS with the benchmark CLI
 ## (a default matrix in under 5 minutes; table on stdout, JSON and plot in bench/results/).
