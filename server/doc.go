@@ -6,6 +6,18 @@
 // an ordered mode that serves one connection's calls in arrival order; and
 // graceful Shutdown.
 //
+// Admission (admit.go) bounds what connections cost before they
+// authenticate: a connection that has sent nothing holds no handshake slot
+// and is the first closed to admit another, so a flood of silent
+// connections cannot lock legitimate peers out; the handshake slots are
+// bounded in all and per source address, and waited for rather than
+// refused. Shutdown sees every connection that was enrolled (it waits for
+// the handshakes it aborts), lets the replies of calls in flight reach the
+// socket, and returns by its context's deadline; Close and Shutdown wait
+// for stream and ordered handlers, which run on goroutines the server owns
+// (conn.Router.Go). One connection's pool-mode calls run on at most
+// MaxWorkers/8 workers at once (conn.Config.PoolShare).
+//
 // A handler's panic fails only its own call (CodeInternal). A handler error
 // travels with its code, registered name and message (hawser.RegisterError)
 // and is re-created on the caller.
