@@ -49,8 +49,10 @@ type admissionConfig struct {
 	slotTimeout     time.Duration
 }
 
-// source is what one remote address holds; guarded by admission.mu.
+// source is what one remote address holds; guarded by admission.mu. It
+// lives while any of its connections is admitted.
 type source struct {
+	n      int           // admitted and not yet dropped
 	silent list.List     // of *pending from this source that have not spoken
 	hs     int           // handshake slots held
 	wake   chan struct{} // closed when a slot of this source frees
@@ -109,16 +111,18 @@ func (a *admission) admit(nc net.Conn) *pending {
 		st = &source{}
 		a.sources[p.src] = st
 	}
+	st.n++ // p's, first: an eviction below must not free st under p
 	if st.silent.Len() >= a.cfg.silentPerSource {
 		evict = append(evict, a.dropLocked(st.silent.Front().Value.(*pending)))
 	}
 	if a.total >= a.cfg.maxPending {
 		front := a.silent.Front()
 		if front == nil {
-			a.mu.Unlock()
-			for _, e := range evict {
-				_ = e.nc.Close()
+			if st.n--; st.n == 0 {
+				delete(a.sources, p.src)
 			}
+			a.mu.Unlock()
+			closeAll(evict)
 			_ = nc.Close()
 			return nil
 		}
@@ -129,10 +133,14 @@ func (a *admission) admit(nc net.Conn) *pending {
 	p.inSource = st.silent.PushBack(p)
 	a.all[p] = struct{}{}
 	a.mu.Unlock()
-	for _, e := range evict {
-		_ = e.nc.Close() // its goroutine sees the error and returns
-	}
+	closeAll(evict) // their goroutines see the error and return
 	return p
+}
+
+func closeAll(ps []*pending) {
+	for _, p := range ps {
+		_ = p.nc.Close()
+	}
 }
 
 // dropLocked counts p out of every bound, once, and returns it.
@@ -157,8 +165,8 @@ func (a *admission) dropLocked(p *pending) *pending {
 			st.wake = nil
 		}
 	}
-	if st.silent.Len() == 0 && st.hs == 0 && st.wake == nil {
-		delete(a.sources, p.src)
+	if st.n--; st.n == 0 {
+		delete(a.sources, p.src) // no connection of it left, so no waiter either
 	}
 	return p
 }
