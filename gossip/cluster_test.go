@@ -216,6 +216,29 @@ func TestSimFallbackProbe(t *testing.T) {
 	}
 }
 
+// The fallback probe goes with the indirect pings and has the rest of the
+// interval (PROTOCOL.md §5.1), 500 ms here: an RPC round trip longer than
+// half of that (200-280 ms, as a first fallback that dials and completes a
+// TLS handshake can take) still reaches the member in time.
+func TestSimFallbackProbeSlowRPC(t *testing.T) {
+	const n = 6
+	s := newSim(t, n, 7, nil)
+	s.net.SetDelay(100*time.Millisecond, 140*time.Millisecond)
+	s.converge(20 * time.Second)
+	for i := 0; i < n; i++ {
+		if i != 2 {
+			s.net.SetLinkLoss(simAddr(i), simAddr(2), 1)
+		}
+	}
+	s.run(time.Minute)
+	if k, who := s.falseEvents(EventSuspect); k != 0 {
+		t.Fatalf("suspicions although RPC works: %v", who)
+	}
+	if got := s.nodes[0].Stats().FallbackAcks; got == 0 {
+		t.Fatal("control: no probe was answered by the fallback alone")
+	}
+}
+
 func TestSimPartitionHeals(t *testing.T) {
 	const n = 16
 	s := newSim(t, n, 6, nil)

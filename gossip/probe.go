@@ -25,17 +25,14 @@ type probeRun struct {
 	acked         bool
 	expectedNacks int
 	nacks         int
+	indirect      bool // the timeout step ran: indirect pings (and the fallback) went out
 	timeout, end  Timer
-	fallback      Timer
 	endAt         time.Time
 }
 
 func (p *probeRun) stop() {
 	if p.timeout != nil {
 		p.timeout.Stop()
-	}
-	if p.fallback != nil {
-		p.fallback.Stop()
 	}
 	if p.end != nil {
 		p.end.Stop()
@@ -108,9 +105,10 @@ func (g *Gossip) nextProbeTargetLocked() *member {
 
 // probeTimeoutLocked: the direct ping got no ack in time.
 func (g *Gossip) probeTimeoutLocked(pr *probeRun) {
-	if g.probe != pr || pr.acked {
+	if g.probe != pr || pr.acked || pr.indirect {
 		return
 	}
+	pr.indirect = true
 	g.stats.indirectProbes.Add(1)
 	m := g.probe.target
 	nack := !g.cfg.DisableLifeguard
@@ -126,20 +124,10 @@ func (g *Gossip) probeTimeoutLocked(pr *probeRun) {
 	if g.cfg.DisableRPCFallback {
 		return
 	}
-	// The fallback probe waits for half of what is left of the interval:
-	// indirect acks nearly always come first, and a fallback may cost a
-	// TLS handshake (a new pooled connection), where memberlist's costs a
-	// bare TCP one. Without helpers it goes at once.
-	if len(helpers) == 0 {
-		g.fallbackProbeLocked(pr)
-		return
-	}
-	scale := time.Duration(g.health + 1)
-	pr.fallback = g.afterLocked((g.cfg.ProbeInterval-g.cfg.ProbeTimeout)*scale/2, func() {
-		if g.probe == pr && !pr.acked {
-			g.fallbackProbeLocked(pr)
-		}
-	})
+	// The fallback probe goes with the indirect pings (PROTOCOL.md §5.1)
+	// and has the rest of the interval: the first one to a member pays
+	// for the pool's dial and TLS handshake, so it needs the time most.
+	g.fallbackProbeLocked(pr)
 }
 
 // fallbackProbeLocked pings the target over RPC (a reliable stream), which
@@ -169,6 +157,9 @@ func (g *Gossip) fallbackProbeLocked(pr *probeRun) {
 			return
 		}
 		if seq, err := parseSeqMsg(body); err == nil && seq == pr.seq {
+			if g.probe == pr && !pr.acked {
+				g.stats.fallbackAcks.Add(1)
+			}
 			g.ackLocked(seq)
 		}
 	})
@@ -181,6 +172,19 @@ func (g *Gossip) fallbackProbeLocked(pr *probeRun) {
 // update the health score, start the next probe.
 func (g *Gossip) probeEndLocked(pr *probeRun) {
 	if g.probe != pr {
+		return
+	}
+	if !pr.acked && !pr.indirect {
+		// The end ran before the timeout: both were overdue (this node
+		// ran late, a stall longer than interval - timeout), and the
+		// clock calls them on goroutines of its own, in no set order.
+		// The target got only the direct ping: send the indirect pings
+		// and the fallback now, with the rest of an interval, rather
+		// than suspect it for this node's lateness.
+		rest := (g.cfg.ProbeInterval - g.cfg.ProbeTimeout) * time.Duration(g.health+1)
+		pr.endAt = g.clock.Now().Add(rest)
+		pr.end = g.afterLocked(rest, func() { g.probeEndLocked(pr) })
+		g.probeTimeoutLocked(pr)
 		return
 	}
 	g.probe = nil

@@ -25,8 +25,11 @@ type Stats struct {
 	Conflicts int64
 	// Probes counts this node's probes; IndirectProbes those whose direct
 	// ping timed out (indirect pings followed); FallbackProbes those that
-	// also went over RPC (no indirect ack by half of the remaining time).
-	Probes, IndirectProbes, FallbackProbes int64
+	// also went over RPC (with the indirect pings); FallbackAcks those the
+	// fallback answered before any datagram did: a member that answers
+	// over RPC but not over UDP (a firewall dropping datagrams, a wrong
+	// advertised address) shows up here.
+	Probes, IndirectProbes, FallbackProbes, FallbackAcks int64
 	// Discoveries counts the push-pulls started because an unknown
 	// member probed this node; Corrections the stale accusations (of this
 	// node, or of a member that left) answered directly to their sender.
@@ -42,13 +45,14 @@ type Stats struct {
 }
 
 type counters struct {
-	packetsSent, packetsRecv, bytesSent, bytesRecv                   atomic.Int64
-	exchangesSent, exchangesRecv, exchangeBytesSent                  atomic.Int64
-	decryptFailures, replayed, oversize, malformed                   atomic.Int64
-	misdirected, unknown, dropped, sendErrors, conflicts             atomic.Int64
-	suspected, declaredDead, refutations                             atomic.Int64
-	probes, indirectProbes, fallbackProbes, discoveries, corrections atomic.Int64
-	events                                                           [EventUser + 1]atomic.Int64
+	packetsSent, packetsRecv, bytesSent, bytesRecv       atomic.Int64
+	exchangesSent, exchangesRecv, exchangeBytesSent      atomic.Int64
+	decryptFailures, replayed, oversize, malformed       atomic.Int64
+	misdirected, unknown, dropped, sendErrors, conflicts atomic.Int64
+	suspected, declaredDead, refutations                 atomic.Int64
+	probes, indirectProbes, fallbackProbes, fallbackAcks atomic.Int64
+	discoveries, corrections                             atomic.Int64
+	events                                               [EventUser + 1]atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -62,7 +66,7 @@ func (g *Gossip) Stats() Stats {
 		DecryptFailures:   c.decryptFailures.Load(), Replayed: c.replayed.Load(), Oversize: c.oversize.Load(),
 		Malformed: c.malformed.Load(), Misdirected: c.misdirected.Load(), Unknown: c.unknown.Load(),
 		Dropped: c.dropped.Load(), SendErrors: c.sendErrors.Load(), Conflicts: c.conflicts.Load(),
-		Probes: c.probes.Load(), IndirectProbes: c.indirectProbes.Load(), FallbackProbes: c.fallbackProbes.Load(), Discoveries: c.discoveries.Load(), Corrections: c.corrections.Load(),
+		Probes: c.probes.Load(), IndirectProbes: c.indirectProbes.Load(), FallbackProbes: c.fallbackProbes.Load(), FallbackAcks: c.fallbackAcks.Load(), Discoveries: c.discoveries.Load(), Corrections: c.corrections.Load(),
 		Suspected: c.suspected.Load(), DeclaredDead: c.declaredDead.Load(), Refutations: c.refutations.Load(),
 		Events: map[EventKind]int64{},
 	}
