@@ -67,6 +67,7 @@ type Conn struct {
 	streams     int                    // dialer: streams in pending
 	ordered     []*serverCall          // acceptor: ModeOrdered calls waiting
 	poolQueue   []*serverCall          // acceptor: ModePool calls waiting for the connection's PoolShare
+	poolHead    int                    // acceptor: next in poolQueue
 	poolRunning int                    // acceptor: ModePool calls of this connection on the Router's pool
 	ordering    bool                   // acceptor: the ordered goroutine runs
 	goingAway   bool                   // a GOAWAY was sent or received
@@ -534,7 +535,7 @@ func (c *Conn) onClose(gerr error) {
 	}
 	c.inflight = nil
 	c.ordered = nil
-	c.poolQueue = nil
+	c.poolQueue, c.poolHead = nil, 0
 	if c.slotWait != nil {
 		close(c.slotWait)
 		c.slotWait = nil

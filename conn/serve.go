@@ -261,13 +261,19 @@ func (c *Conn) submit(sc *serverCall) {
 func (c *Conn) nextPooled() *serverCall {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.poolQueue) > 0 {
-		sc := c.poolQueue[0]
-		c.poolQueue[0] = nil
-		c.poolQueue = c.poolQueue[1:]
+	if c.poolHead < len(c.poolQueue) {
+		sc := c.poolQueue[c.poolHead]
+		c.poolQueue[c.poolHead] = nil
+		c.poolHead++
+		if c.poolHead == len(c.poolQueue) {
+			// Empty: reuse the array, unless a burst grew it large.
+			c.poolQueue, c.poolHead = c.poolQueue[:0], 0
+			if cap(c.poolQueue) > 256 {
+				c.poolQueue = nil
+			}
+		}
 		return sc
 	}
-	c.poolQueue = nil
 	c.poolRunning--
 	return nil
 }
