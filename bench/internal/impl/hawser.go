@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hawser-rpc/hawser"
 	"github.com/hawser-rpc/hawser/conn"
@@ -128,7 +129,10 @@ func (c *hawserClient) Stream(ctx context.Context, size int, onItem func([]byte)
 	for {
 		item, err := s.Recv()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || pastDeadline(ctx) {
+				// The run is over. The handler sees the deadline too and
+				// ends the stream, and that end can arrive before ctx's
+				// own timer has fired (ctx.Err is still nil then).
 				return nil
 			}
 			return err
@@ -145,4 +149,11 @@ func (c *hawserClient) Close() error {
 	}
 	wg.Wait()
 	return c.eng.Close()
+}
+
+// pastDeadline reports whether ctx's deadline has passed, whether or not
+// its timer has fired yet.
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
