@@ -50,7 +50,7 @@ type Conn struct {
 	lastStream *call  // dialer: the stream the last STREAM_ITEM went to
 	iov        [][]byte
 	dead       bool // onClose ran
-	loopWrote  bool // the frame being handled made the loop queue output
+	loopOver   bool // the frame being handled made the loop queue output at twice the mark
 	paused     bool // input is not read until the output drains (§9)
 	resumed    bool // a flush lifted the pause: read what waits
 	lingering  bool // a graceful close: flush all, FIN, wait for the peer

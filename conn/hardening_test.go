@@ -448,7 +448,6 @@ func TestFloodWithoutReadingBounded(t *testing.T) {
 	if !errors.Is(sc.Err(), ErrSlowReader) {
 		t.Fatalf("flooder closed with %v, want ErrSlowReader", sc.Err())
 	}
-	_ = hawser.ErrTransport
 }
 
 // Item 6: a peer whose PINGs the loop answers faster than it reads them is

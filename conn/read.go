@@ -88,16 +88,6 @@ func (c *Conn) readInput() (act gnet.Action, stop bool) {
 	return gnet.None, false
 }
 
-// outputAtMark reports whether the connection's unsent output has reached
-// twice the high-water mark: bulk writers and parked outcomes stop at the
-// mark, urgent messages at twice it, so only output the loop itself
-// produces gets there.
-func (c *Conn) outputAtMark() bool {
-	c.wq.mu.Lock()
-	defer c.wq.mu.Unlock()
-	return c.wq.queuedLocked() >= 2*c.wq.hwm
-}
-
 // readError names why reading stopped: the peer closed (ErrTruncated if a
 // frame was cut short) or the socket or TLS failed.
 func (c *Conn) readError(err error) error {
@@ -162,14 +152,14 @@ func (c *Conn) parse() (act gnet.Action, stop bool) {
 			return c.failLoop(err, codec.CodeOf(err)), true
 		}
 		c.roff += n
-		c.loopWrote = false
+		c.loopOver = false
 		if err := c.handleFrame(f); err != nil {
 			return c.failLoop(err, codec.CodeOf(err)), true
 		}
 		if c.dead {
 			return gnet.Close, true
 		}
-		if c.loopWrote && c.outputAtMark() {
+		if c.loopOver {
 			// The peer's input makes this loop queue output (PONG, ERROR,
 			// an inline reply) that the peer does not read: stop reading it
 			// until the output has drained (§9).

@@ -483,7 +483,7 @@ func (c *Conn) deliver(sc *serverCall, how deliverMode) bool {
 		}
 		c.writeFrameLocked(fh, pre, body, sc.outUrgent)
 		if how == deliverInline {
-			c.loopWrote = true
+			c.noteLoopOutputLocked()
 		}
 		trigger := c.triggerLocked(how != deliverByHandler)
 		q.mu.Unlock()

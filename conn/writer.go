@@ -22,8 +22,8 @@ const gnetHigh = 256 << 10
 // bytes (both queues plus what gnet held at the last flush) reach hwm; an
 // urgent one while they reach 2*hwm, so urgent messages still pass a full
 // bulk backlog; header-only control frames and frames the loop queues never
-// wait (the loop stops reading a peer whose input makes it queue output at
-// the mark instead: Conn.paused).
+// wait (instead, the loop stops reading a peer whose input makes it queue
+// output at twice the mark: Conn.paused).
 type writeQueue struct {
 	mu        sync.Mutex
 	urgent    chunks
@@ -134,9 +134,7 @@ func (c *Conn) queueFrameCtx(ctx context.Context, h codec.Header, prefix, payloa
 	}
 	c.writeFrameLocked(h, prefix, payload, urgent)
 	if fromLoop && h.Kind != codec.KindCredit {
-		// Output the peer's input made the loop produce (a CREDIT is
-		// bounded by the stream data received and never counts).
-		c.loopWrote = true
+		c.noteLoopOutputLocked()
 	}
 	trigger := c.triggerLocked(fromLoop)
 	q.mu.Unlock()
@@ -159,6 +157,18 @@ func (c *Conn) writeFrameLocked(h codec.Header, prefix, payload []byte, urgent b
 	dst.write(prefix)
 	dst.write(payload)
 	dst.endFrame()
+}
+
+// noteLoopOutputLocked records, on the loop with c.wq.mu held, that the
+// frame being handled made the loop queue output while the unsent output
+// is at twice the mark: bulk writers and parked outcomes stop at the
+// mark, urgent messages at twice it, so only output the loop itself
+// produces gets there, and parse then pauses the peer's input (§9). A
+// CREDIT never counts: it is bounded by the stream data received.
+func (c *Conn) noteLoopOutputLocked() {
+	if c.wq.queuedLocked() >= 2*c.wq.hwm {
+		c.loopOver = true
+	}
 }
 
 // triggerLocked reports whether the caller must schedule a flush after
@@ -201,12 +211,11 @@ func (c *Conn) flush() {
 	c.noteProgress(held)
 	q.mu.Lock()
 	q.gnetOut = held
-	parked := len(q.outbox[0]) + len(q.outbox[1])
-	q.mu.Unlock()
-	if parked > 0 {
+	if len(q.outbox[0])+len(q.outbox[1]) > 0 {
+		q.mu.Unlock() // deliver takes q.mu (and c.mu) itself
 		c.sendParked()
+		q.mu.Lock()
 	}
-	q.mu.Lock()
 	q.scheduled = false
 	q.urgent.takeInto(&c.batch, 1<<62)
 	budget := gnetHigh - held
