@@ -31,6 +31,12 @@ type Peer struct {
 	lastErr  error // the last failed attempt's error; nil once a dial succeeds
 	timer    Timer // the scheduled retry; set only while BackingOff, with no dial in progress
 	closed   bool
+	// picked counts, per connection, the calls that chose it and have not
+	// returned from Call or OpenStream: a call registers on the connection
+	// only after it released pe.mu, so without it a burst of callers all
+	// see a connection below its limit, all choose it, and wait for its
+	// slots without ever making pickLocked dial another.
+	picked map[*conn.Conn]int
 }
 
 // peerConn is an adopted connection and the pool Clock's time when its
@@ -86,6 +92,7 @@ func (pe *Peer) Call(ctx context.Context, method uint64, req []byte, opts ...haw
 			return nil, err
 		}
 		resp, err := c.Call(ctx, method, req, opts...)
+		pe.unpick(c)
 		if err != nil && attempt < maxGoAwayRetries && errors.Is(err, conn.ErrGoAway) {
 			continue
 		}
@@ -101,6 +108,7 @@ func (pe *Peer) OpenStream(ctx context.Context, method uint64, req []byte, opts 
 			return nil, err
 		}
 		s, err := c.OpenStream(ctx, method, req, opts...)
+		pe.unpick(c)
 		if err != nil && attempt < maxGoAwayRetries && errors.Is(err, conn.ErrGoAway) {
 			continue
 		}
@@ -126,6 +134,10 @@ func (pe *Peer) conn(ctx context.Context) (*conn.Conn, error) {
 		}
 		pe.reapLocked()
 		if c := pe.pickLocked(); c != nil {
+			if pe.picked == nil {
+				pe.picked = map[*conn.Conn]int{}
+			}
+			pe.picked[c]++
 			pe.mu.Unlock()
 			return c, nil
 		}
@@ -208,7 +220,7 @@ func (pe *Peer) pickLocked() *conn.Conn {
 		if c.Draining() {
 			continue
 		}
-		if load := c.InFlight(); best == nil || load < bestLoad {
+		if load := max(c.InFlight(), pe.picked[c]); best == nil || load < bestLoad {
 			best, bestLoad = c, load
 		}
 	}
@@ -216,6 +228,15 @@ func (pe *Peer) pickLocked() *conn.Conn {
 		pe.startDialLocked()
 	}
 	return best
+}
+
+// unpick ends a call's choice of c (see Peer.picked).
+func (pe *Peer) unpick(c *conn.Conn) {
+	pe.mu.Lock()
+	if pe.picked[c]--; pe.picked[c] <= 0 {
+		delete(pe.picked, c)
+	}
+	pe.mu.Unlock()
 }
 
 // setStateLocked changes state and reports it.

@@ -371,6 +371,41 @@ func handleHangup(s *server.Server) error {
 	})
 }
 
+// Callers that have chosen a connection but not yet registered their call
+// on it count against its limit: a burst that chooses at once (after the
+// first dial, say) makes the pool dial a second connection instead of all
+// waiting for the first one's slots. TestSecondConnectionAtInFlightLimit
+// failed this way once under make stress.
+func TestChosenCallsCountAgainstLimit(t *testing.T) {
+	_, addr := startServer(t, "127.0.0.1:0", func(c *server.Config) { c.Conn.MaxCalls = 4 }, nil)
+	var dials atomic.Int32
+	p := newPool(t, func(c *Config) {
+		c.Dial = func(ctx context.Context, e *conn.Engine, a string, cfg *conn.Config) (*conn.Conn, error) {
+			dials.Add(1)
+			return conn.Dial(ctx, e, a, cfg)
+		}
+	})
+	peer := p.Peer(addr)
+	if _, err := Echo.Call(context.Background(), peer, nil); err != nil {
+		t.Fatal(err)
+	}
+	var chosen []*conn.Conn
+	for range 5 { // choose, as a burst of callers would, before any registers
+		c, err := peer.conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		chosen = append(chosen, c)
+	}
+	waitFor(t, func() bool { return peer.Stats().Conns == 2 })
+	for _, c := range chosen {
+		peer.unpick(c)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d dials, want 2", n)
+	}
+}
+
 // A connection that breaks before StableAfter (by the pool's clock) is a
 // failed attempt and waits for the backoff; one that breaks after it is
 // re-dialed at once and resets the attempts.
