@@ -60,7 +60,10 @@ type Config struct {
 	MaxPendingConns, MaxSilentPerSource int
 	// FirstByteTimeout closes a connection that sends nothing (no TLS
 	// ClientHello) for this long after it was accepted. It holds no
-	// handshake slot meanwhile. Default Timeout/4 (250ms).
+	// handshake slot meanwhile, and silent connections are the first
+	// closed when MaxPendingConns is reached, so the deadline need not be
+	// shorter than the dialer's own (rpc-timeout), which a slowed but
+	// legitimate dialer would otherwise miss. Default Timeout (1s).
 	FirstByteTimeout time.Duration
 
 	// Conn tunes every accepted connection (limits, windows, keepalive,
@@ -114,7 +117,7 @@ func (c *Config) firstByteTimeout() time.Duration {
 	if c.FirstByteTimeout > 0 {
 		return c.FirstByteTimeout
 	}
-	return c.timeout() / 4
+	return c.timeout()
 }
 
 func (c *Config) admission() admissionConfig {
