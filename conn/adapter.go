@@ -2,6 +2,7 @@ package conn
 
 import (
 	"net"
+	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -12,19 +13,38 @@ import (
 // During the handshake it passes reads and writes through to the dialed or
 // accepted *net.TCPConn, which blocks: a TLS handshake cannot resume after a
 // would-block error. Once the connection is enrolled on an event loop it
-// switches to loop mode, where it is used only on the loop goroutine:
-//   - Read copies from the gnet.Conn's inbound bytes and, when there are no
-//     more, returns errWouldBlock, a net.Error that crypto/tls does not
-//     record, keeping a partial record buffered for the next call;
+// switches to loop mode:
+//   - Read, on the loop goroutine only, copies from the gnet.Conn's inbound
+//     bytes and, when there are no more, returns errWouldBlock, a net.Error
+//     that crypto/tls does not record, keeping a partial record buffered
+//     for the next call;
 //   - Write copies each record (crypto/tls reuses its buffer) into pooled
 //     chunks and never fails: a write error would poison the tls.Conn. The
-//     loop writes the chunks to the socket with one Writev per flush.
+//     connection's writer (the loop's flush or a direct writer) takes the
+//     chunks and writes them to the socket. Write runs under crypto/tls's
+//     output lock, from the writer or from a Read on the loop that answers
+//     a KeyUpdate, so out has its own mutex.
 type transport struct {
 	nc net.Conn // handshake mode; nil in loop mode
 
-	// Loop mode, loop goroutine only.
-	gc  gnet.Conn // valid inside a gnet callback
-	out chunks    // ciphertext waiting for the next Writev
+	// Loop mode.
+	gc    gnet.Conn  // loop goroutine only, valid inside a gnet callback
+	outMu sync.Mutex // guards out
+	out   chunks     // ciphertext waiting for the writer
+}
+
+// pending reports whether ciphertext waits for the writer.
+func (t *transport) pending() bool {
+	t.outMu.Lock()
+	defer t.outMu.Unlock()
+	return t.out.size > 0
+}
+
+// take moves the ciphertext written so far to the end of dst.
+func (t *transport) take(dst *chunks) {
+	t.outMu.Lock()
+	t.out.takeInto(dst, 1<<62)
+	t.outMu.Unlock()
 }
 
 type wouldBlock struct{}
@@ -54,7 +74,10 @@ func (t *transport) Write(p []byte) (int, error) {
 	if t.nc != nil {
 		return t.nc.Write(p)
 	}
+	t.outMu.Lock()
 	t.out.write(p)
+	t.out.endFrame()
+	t.outMu.Unlock()
 	return len(p), nil
 }
 

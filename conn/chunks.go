@@ -82,3 +82,25 @@ func (q *chunks) release() {
 	q.size = 0
 	q.open = false
 }
+
+// discard drops the first n bytes of q (n <= q.size), returning emptied
+// chunks to the pool. Frame marks are not kept: it is for ciphertext.
+func (q *chunks) discard(n int) {
+	i := 0
+	for ; i < len(q.bufs) && n >= len(*q.bufs[i]); i++ {
+		n -= len(*q.bufs[i])
+		q.size -= len(*q.bufs[i])
+		chunkPool.Put(q.bufs[i])
+	}
+	k := copy(q.bufs, q.bufs[i:])
+	clear(q.bufs[k:])
+	q.bufs = q.bufs[:k]
+	copy(q.cont, q.cont[i:])
+	q.cont = q.cont[:k]
+	if n > 0 && k > 0 {
+		b := q.bufs[0]
+		rest := copy(*b, (*b)[n:])
+		*b = (*b)[:rest]
+		q.size -= n
+	}
+}

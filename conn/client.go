@@ -205,6 +205,7 @@ func (c *Conn) register(ctx context.Context, cl *call) error {
 	}
 	c.nextID += 2
 	c.pending[cl.id] = cl
+	c.npending.Store(int32(len(c.pending)))
 	if cl.stream != nil {
 		c.streams++
 	}
@@ -236,6 +237,7 @@ func (c *Conn) abandon(cl *call) bool {
 // connection is draining and now idle, so the caller (after unlocking)
 // closes it.
 func (c *Conn) callDoneLocked(cl *call) bool {
+	c.npending.Store(int32(len(c.pending)))
 	if cl.stream != nil {
 		c.streams--
 	}

@@ -105,6 +105,14 @@ type Config struct {
 	// twice MaxFrameSize.
 	MaxInputBacklog int
 
+	// LoopWrites makes every write go through the event loop. By default a
+	// goroutine that queues a frame when nothing else is queued, being
+	// written or buffered writes the socket itself (a non-blocking writev;
+	// what the socket does not take is left to the loop), which saves
+	// waking the loop for a lone call or reply; under load frames queue
+	// and the loop batches them as before.
+	LoopWrites bool
+
 	// SocketBuffer sets the kernel's send and receive buffers of the
 	// socket (SO_SNDBUF, SO_RCVBUF; Linux doubles the value). Small buffers
 	// keep the backlog in hawser's queue, where urgent frames overtake bulk

@@ -46,7 +46,8 @@ type Conn struct {
 	rlen       int
 	asm        map[uint32]*assembly // messages being reassembled
 	asmBytes   int
-	batch      chunks // plaintext taken from the queue by a flush
+	batch      chunks // the writer's: plaintext taken from the queue
+	wout       chunks // the writer's: ciphertext not written yet
 	lastStream *call  // dialer: the stream the last STREAM_ITEM went to
 	iov        [][]byte
 	dead       bool // onClose ran
@@ -78,22 +79,25 @@ type Conn struct {
 	closeErr    error                  // why the connection closed; first wins
 	drained     chan struct{}          // closed when nothing is in flight and goingAway
 
-	callSlots   atomic.Int32  // acceptor: calls in inflight holding a MaxCalls slot
-	streamSlots atomic.Int32  // acceptor: streams among them holding a MaxStreams slot
-	closed      chan struct{} // closed when onClose has failed everything
-	closing     atomic.Bool   // a close (graceful or not) has started
-	hardClosing atomic.Bool   // an immediate close has been queued
-	drainWatch  atomic.Bool   // c.drained exists: flushes check for the drain
-	lastRecv    atomic.Int64  // unix nanos of the last bytes received
-	pingSent    atomic.Int64  // unix nanos of the outstanding PING, or 0
-	stallSince  atomic.Int64  // unix nanos since gnet's buffer stopped shrinking, or 0
-	timer       *time.Timer   // keepalive, inactivity and stall; guarded by mu
-	idleSince   time.Time     // guarded by mu
-	seenAct     uint64        // guarded by mu
-	drainArm    atomic.Bool
-	drainTimer  *time.Timer    // see armDrain
-	lingerTimer *time.Timer    // bounds a graceful close; set on the loop
-	handlers    sync.WaitGroup // acceptor: ordered and stream goroutines
+	callSlots    atomic.Int32  // acceptor: calls in inflight holding a MaxCalls slot
+	npending     atomic.Int32  // dialer: len(pending), set under mu
+	directWrites atomic.Int64  // writes done by a direct writer (tests)
+	directLeft   atomic.Int64  // of which the socket did not take everything
+	streamSlots  atomic.Int32  // acceptor: streams among them holding a MaxStreams slot
+	closed       chan struct{} // closed when onClose has failed everything
+	closing      atomic.Bool   // a close (graceful or not) has started
+	hardClosing  atomic.Bool   // an immediate close has been queued
+	drainWatch   atomic.Bool   // c.drained exists: flushes check for the drain
+	lastRecv     atomic.Int64  // unix nanos of the last bytes received
+	pingSent     atomic.Int64  // unix nanos of the outstanding PING, or 0
+	stallSince   atomic.Int64  // unix nanos since gnet's buffer stopped shrinking, or 0
+	timer        *time.Timer   // keepalive, inactivity and stall; guarded by mu
+	idleSince    time.Time     // guarded by mu
+	seenAct      uint64        // guarded by mu
+	drainArm     atomic.Bool
+	drainTimer   *time.Timer    // see armDrain
+	lingerTimer  *time.Timer    // bounds a graceful close; set on the loop
+	handlers     sync.WaitGroup // acceptor: ordered and stream goroutines
 }
 
 func newConn(cfg *Config, eng *Engine, h *handshake, pi *peerInfo, dialer bool) *Conn {
@@ -114,6 +118,7 @@ func newConn(cfg *Config, eng *Engine, h *handshake, pi *peerInfo, dialer bool) 
 	// the metadata block); keep every frame within the peer's limit.
 	c.fragSize = min(codec.DefaultFragmentSize, int(pi.maxFrame)-codec.CallPrefixSize-2-codec.MaxMetadataSize)
 	c.wq.hwm = cfg.WriteHighWater
+	c.wq.directOff = cfg.LoopWrites
 	if dialer {
 		c.pending = make(map[uint32]*call)
 	} else {
@@ -214,6 +219,9 @@ func (c *Conn) onOpen(gc gnet.Conn) gnet.Action {
 	c.gc = gc
 	c.loop = gc.EventLoop()
 	c.tr.gc = gc
+	c.wq.mu.Lock()
+	c.wq.fd = gc.Fd()
+	c.wq.mu.Unlock()
 	return c.onTraffic()
 }
 
@@ -527,6 +535,7 @@ func (c *Conn) onClose(gerr error) {
 	cause := c.closeErr
 	pending := c.pending
 	c.pending = nil
+	c.npending.Store(0)
 	// Cancel handlers under c.mu: a handler returning now releases its
 	// serverCall (finish) only after taking c.mu, so none is recycled while
 	// this loop still holds it.
@@ -559,7 +568,10 @@ func (c *Conn) onClose(gerr error) {
 	c.asm = nil
 	c.lastStream = nil
 	c.batch.release()
+	c.wout.release()
+	c.tr.outMu.Lock()
 	c.tr.out.release()
+	c.tr.outMu.Unlock()
 	if c.drainTimer != nil {
 		c.drainTimer.Stop()
 	}

@@ -14,7 +14,13 @@
 // whose Read reports "would block" in the form crypto/tls tolerates, and
 // frames are parsed in place. Writes from any goroutine append frames to a
 // queue in pooled chunks; the loop encrypts and writes what is queued with
-// one vectored write per flush (DESIGN.md §4). Urgent frames (control
+// one vectored write per flush (DESIGN.md §4). A lone call is the
+// exception: when the frame's call is the only one in flight and nothing
+// else is queued, being written or buffered in gnet, the goroutine that
+// queued it (the caller, or the handler's worker for its reply) encrypts
+// and writes the socket itself with a non-blocking writev, leaving to the
+// loop only what the socket does not take; one writer at a time, so the
+// order of records holds (Config.LoopWrites turns this off). Urgent frames (control
 // frames, calls marked urgent and their replies) go ahead of bulk ones;
 // large messages travel as bounded fragments; a high-water mark on queued
 // bytes makes callers wait instead of growing the queue, while a handler's
@@ -52,6 +58,8 @@
 // to Call or ServerStream.Send are copied before the function returns.
 //
 // Lock order: Conn.mu, then the write queue's mutex, then a stream's mutex.
+// The writer encrypts with no hawser lock held; crypto/tls's output lock
+// comes before the transport's output mutex, which is innermost.
 // A served call's outcome is queued under the write queue's mutex alone
 // (its slots are atomics) and leaves Conn.inflight under Conn.mu after, so
 // the two are never held together on that path. No lock is held across a

@@ -106,6 +106,12 @@ func clientConfig() *Config {
 
 func startServer(t testing.TB, r *testRouter, mod func(*Config)) *testServer {
 	t.Helper()
+	return startServerOn(t, r, mod, EngineConfig{})
+}
+
+// startServerOn is startServer with the server engine's configuration.
+func startServerOn(t testing.TB, r *testRouter, mod func(*Config), ec EngineConfig) *testServer {
+	t.Helper()
 	cfg := serverConfig(t, r)
 	if mod != nil {
 		mod(cfg)
@@ -114,7 +120,7 @@ func startServer(t testing.TB, r *testRouter, mod func(*Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := NewEngine(EngineConfig{})
+	eng, err := NewEngine(ec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -407,6 +407,7 @@ func (c *Conn) onGoAway(f codec.Frame) error {
 				failed = append(failed, cl)
 			}
 		}
+		c.npending.Store(int32(len(c.pending)))
 		c.activity++
 	} else if !c.sentGoAway {
 		// Calls the dialer started before its GOAWAY may still be on their

@@ -485,13 +485,11 @@ func (c *Conn) deliver(sc *serverCall, how deliverMode) bool {
 		if how == deliverInline {
 			c.noteLoopOutputLocked()
 		}
-		trigger := c.triggerLocked(how != deliverByHandler)
+		k := c.kickLocked(how != deliverByHandler, true)
 		q.mu.Unlock()
 		putScratch(scratch)
 		m.advance(n)
-		if trigger {
-			c.scheduleFlush()
-		}
+		c.kick(k)
 		if last {
 			c.endCall(sc)
 			return true

@@ -2,9 +2,12 @@ package conn
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hawser-rpc/hawser/codec"
 )
@@ -14,9 +17,13 @@ import (
 // frames can still overtake them (PROTOCOL.md §9).
 const gnetHigh = 256 << 10
 
-// writeQueue holds frames waiting for the loop's next flush, in two
-// priorities, and the outcomes of finished calls that wait for room.
-// Any goroutine appends (under mu); only the loop takes.
+// writeQueue holds frames waiting to be written, in two priorities, and the
+// outcomes of finished calls that wait for room. Any goroutine appends
+// (under mu). One writer at a time takes, encrypts and writes: the loop's
+// flush (flushing), or the goroutine that queued a frame when nothing else
+// was queued, being written or held by gnet (direct: see writeDirect), so a
+// lone caller or handler writes the socket itself instead of waking the
+// loop. The writer owns Conn.batch, Conn.wout and Conn.iov.
 //
 // Bounds (PROTOCOL.md §9): a bulk message writer waits while the queued
 // bytes (both queues plus what gnet held at the last flush) reach hwm; an
@@ -30,6 +37,12 @@ type writeQueue struct {
 	normal    chunks
 	gnetOut   int           // bytes gnet held at the last flush
 	scheduled bool          // a flush task is queued on the loop
+	flushing  bool          // the loop's flush is the writer
+	direct    bool          // a goroutine other than the loop is the writer
+	wantFlush bool          // a flush found a direct writer and left it the rest
+	fd        int           // the socket, for direct writes; set by onOpen
+	directOff bool          // direct writes are disabled (Config.LoopWrites)
+	directEnd chan struct{} // closed when the direct writer is done (close waits)
 	err       error         // set when the connection closed
 	space     chan struct{} // closed when the queue falls below half of hwm
 	hwm       int
@@ -55,7 +68,7 @@ func (q *writeQueue) roomLocked(urgent bool) bool {
 
 // idleLocked reports whether nothing waits to be written, here or in gnet.
 func (q *writeQueue) idleLocked() bool {
-	return q.queuedLocked() == 0 && len(q.outbox[0]) == 0 && len(q.outbox[1]) == 0
+	return q.queuedLocked() == 0 && len(q.outbox[0]) == 0 && len(q.outbox[1]) == 0 && !q.direct
 }
 
 // wakeLocked releases writers waiting for space once the queue is below half
@@ -67,12 +80,24 @@ func (q *writeQueue) wakeLocked() {
 	}
 }
 
-// close fails the queue: writers get err. It returns the calls that were
-// waiting in the outbox, for the caller to release.
+// close fails the queue: writers get err. It waits for a direct writer to
+// finish (it never waits on the loop, and close runs there, in onClose,
+// before gnet closes the descriptor, which so is never written after it may
+// have been reused). It returns the calls that were waiting in the outbox,
+// for the caller to release.
 func (q *writeQueue) close(err error) []*serverCall {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.err = err
+	for q.direct {
+		if q.directEnd == nil {
+			q.directEnd = make(chan struct{})
+		}
+		end := q.directEnd
+		q.mu.Unlock()
+		<-end
+		q.mu.Lock()
+	}
 	q.urgent.release()
 	q.normal.release()
 	if q.space != nil {
@@ -136,11 +161,9 @@ func (c *Conn) queueFrameCtx(ctx context.Context, h codec.Header, prefix, payloa
 	if fromLoop && h.Kind != codec.KindCredit {
 		c.noteLoopOutputLocked()
 	}
-	trigger := c.triggerLocked(fromLoop)
+	k := c.kickLocked(fromLoop, h.Kind != codec.KindStreamItem && h.Kind != codec.KindCredit)
 	q.mu.Unlock()
-	if trigger {
-		c.scheduleFlush()
-	}
+	c.kick(k)
 	return nil
 }
 
@@ -181,6 +204,159 @@ func (c *Conn) triggerLocked(fromLoop bool) bool {
 	return true
 }
 
+// A kick is who writes a frame just queued: nobody new (the loop is about
+// to flush, a flush is scheduled, or a direct writer will take it), a flush
+// task on the loop, or the goroutine that queued it (writeDirect).
+type kick uint8
+
+const (
+	kickNone kick = iota
+	kickLoop
+	kickDirect
+)
+
+// kickLocked decides, with c.wq.mu held after queuing a frame, who writes
+// it; kickDirect makes the caller the writer. mayDirect is false for frames
+// that come in runs (stream items, credits), which the loop batches.
+func (c *Conn) kickLocked(fromLoop, mayDirect bool) kick {
+	q := &c.wq
+	switch {
+	case fromLoop || q.scheduled || q.direct:
+		return kickNone
+	case mayDirect && c.directOKLocked():
+		q.direct = true
+		return kickDirect
+	default:
+		q.scheduled = true
+		return kickLoop
+	}
+}
+
+// directOKLocked reports whether a goroutine may write the socket itself:
+// the call is the only one in flight on the connection (with more, frames
+// queue up and one flush of the loop writes them together, which is where
+// throughput under load comes from), the loop is not writing, gnet holds
+// nothing (its buffer only grows in a flush, so gnetOut == 0 stays true
+// until the next one), no outcome is parked (the loop sends those), and no
+// close has started (the loop ends the write side).
+func (c *Conn) directOKLocked() bool {
+	q := &c.wq
+	return q.fd > 0 && !q.directOff && c.lone() && !q.flushing && q.gnetOut == 0 &&
+		len(q.outbox[0])+len(q.outbox[1]) == 0 && q.err == nil && !c.closing.Load()
+}
+
+// lone reports whether at most one call or stream is in flight: for a
+// dialer, in pending (the caller's own); for an acceptor, holding a slot
+// (a call's slot is freed before its outcome is queued).
+func (c *Conn) lone() bool {
+	if c.dialer {
+		return c.npending.Load() <= 1
+	}
+	return c.callSlots.Load() <= 1
+}
+
+// kick acts on k after c.wq.mu is released.
+func (c *Conn) kick(k kick) {
+	switch k {
+	case kickLoop:
+		c.scheduleFlush()
+	case kickDirect:
+		c.writeDirect()
+	}
+}
+
+// directRounds bounds how many times a direct writer goes back for frames
+// that others queued while it wrote; then the loop takes over, so no caller
+// is kept writing for others under load.
+const directRounds = 2
+
+// writeDirect runs on the goroutine that became the writer in kickLocked:
+// it takes the queue as a flush would (urgent first; bulk up to gnetHigh),
+// encrypts it and writes the socket with writev, without waking the loop.
+// What the socket does not take (would block) stays in c.wout for the
+// loop's flush, which hands it to gnet before anything else, so the byte
+// order on the wire is the order of encryption. The loop's flush runs
+// instead whenever anything is left for it.
+func (c *Conn) writeDirect() {
+	q := &c.wq
+	q.mu.Lock()
+	for round := 0; q.err == nil; round++ {
+		q.urgent.takeInto(&c.batch, 1<<62)
+		q.normal.takeInto(&c.batch, gnetHigh)
+		q.wakeLocked()
+		q.mu.Unlock()
+		c.seal()
+		c.directWrites.Add(1)
+		written := c.writeSocket()
+		if !written {
+			c.directLeft.Add(1)
+		}
+		q.mu.Lock()
+		if !written || round+1 >= directRounds || q.urgent.size+q.normal.size == 0 {
+			break
+		}
+	}
+	trigger := false
+	if q.err == nil && !q.scheduled && (q.wantFlush || c.wout.size > 0 || q.urgent.size+q.normal.size > 0 ||
+		c.drainWatch.Load() || c.closing.Load()) {
+		q.scheduled = true
+		trigger = true
+	}
+	q.wantFlush = false
+	q.direct = false
+	if q.directEnd != nil {
+		close(q.directEnd)
+		q.directEnd = nil
+	}
+	q.mu.Unlock()
+	if trigger {
+		c.scheduleFlush()
+	}
+}
+
+// seal moves the plaintext in c.batch, encrypted when TLS is on, to the end
+// of c.wout, after any records the loop's reads made crypto/tls write (a
+// KeyUpdate). The writer calls it.
+func (c *Conn) seal() {
+	if c.tc == nil {
+		c.batch.takeInto(&c.wout, 1<<62)
+		return
+	}
+	for _, b := range c.batch.bufs {
+		// The transport never fails a write while open: records land in
+		// c.tr.out (see transport.Write).
+		_, _ = c.tc.Write(*b)
+	}
+	c.batch.release()
+	c.tr.take(&c.wout)
+}
+
+// writeSocket writes c.wout to the non-blocking socket, as a direct writer.
+// It reports whether all of it was written; what was not stays in c.wout.
+// A socket error closes the connection (on the loop).
+func (c *Conn) writeSocket() bool {
+	for c.wout.size > 0 {
+		c.iov = c.iov[:0]
+		for _, b := range c.wout.bufs {
+			c.iov = append(c.iov, *b)
+		}
+		n, err := unix.Writev(c.wq.fd, c.iov)
+		clear(c.iov)
+		if n > 0 {
+			c.wout.discard(n)
+		}
+		switch err {
+		case nil, unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			c.closeWith(fmt.Errorf("%w: %w", ErrPeerClosed, err), codec.CodeOK)
+			return false
+		}
+	}
+	return true
+}
+
 // queueControl queues a header-only control frame (PING, PONG, CANCEL,
 // CREDIT, GOAWAY) ahead of bulk data.
 func (c *Conn) queueControl(h codec.Header, fromLoop bool) {
@@ -207,6 +383,19 @@ func (c *Conn) flush() {
 		return
 	}
 	q := &c.wq
+	q.mu.Lock()
+	if q.direct {
+		// A goroutine is writing. It takes what is queued and, on leaving,
+		// schedules a flush if frames remain, a drain is watched or a close
+		// started; what else needs this flush is parked outcomes and a
+		// pause to lift. (gnet holds nothing: direct writes need that.)
+		if len(q.outbox[0])+len(q.outbox[1]) > 0 || c.paused {
+			q.wantFlush = true
+		}
+		q.mu.Unlock()
+		return
+	}
+	q.mu.Unlock()
 	held := c.gc.OutboundBuffered()
 	c.noteProgress(held)
 	q.mu.Lock()
@@ -215,6 +404,12 @@ func (c *Conn) flush() {
 		q.mu.Unlock() // deliver takes q.mu (and c.mu) itself
 		c.sendParked()
 		q.mu.Lock()
+	}
+	if q.direct {
+		// A goroutine became the writer meanwhile (q.mu was released).
+		q.wantFlush = q.wantFlush || c.paused || len(q.outbox[0])+len(q.outbox[1]) > 0
+		q.mu.Unlock()
+		return
 	}
 	q.scheduled = false
 	q.urgent.takeInto(&c.batch, 1<<62)
@@ -226,33 +421,34 @@ func (c *Conn) flush() {
 		q.normal.takeInto(&c.batch, budget)
 	}
 	more := q.normal.size > 0 || len(q.outbox[0])+len(q.outbox[1]) > 0
+	// The loop is the writer only when it has something to write, so a
+	// caller woken by this very pass of the loop can still write directly.
+	write := c.batch.size > 0 || c.wout.size > 0 || c.tr.pending()
+	q.flushing = write
 	q.mu.Unlock()
 
-	src := &c.batch
-	if c.tc != nil {
-		for _, b := range c.batch.bufs {
-			// The transport never fails a write while open: records land in
-			// c.tr.out (see transport.Write).
-			_, _ = c.tc.Write(*b)
+	if write {
+		c.seal()
+		if c.wout.size > 0 {
+			c.iov = c.iov[:0]
+			for _, b := range c.wout.bufs {
+				c.iov = append(c.iov, *b)
+			}
+			_, _ = c.gc.Writev(c.iov) // on error gnet closes the conn and runs onClose
+			clear(c.iov)
+			c.wout.release()
 		}
-		c.batch.release()
-		src = &c.tr.out
-	}
-	if src.size > 0 {
-		c.iov = c.iov[:0]
-		for _, b := range src.bufs {
-			c.iov = append(c.iov, *b)
-		}
-		_, _ = c.gc.Writev(c.iov) // on error gnet closes the conn and runs onClose
-		clear(c.iov)
-		src.release()
 	}
 	if c.dead {
+		q.mu.Lock()
+		q.flushing = false
+		q.mu.Unlock()
 		return
 	}
 	held = c.gc.OutboundBuffered()
 	c.lastHeld = held
 	q.mu.Lock()
+	q.flushing = false
 	q.gnetOut = held
 	q.wakeLocked()
 	idle := q.idleLocked()
