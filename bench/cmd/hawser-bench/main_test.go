@@ -44,13 +44,17 @@ func TestRunnerEndToEnd(t *testing.T) {
 			if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
 				t.Fatal(err)
 			}
-			for _, k := range []string{"scenario", "impl", "size", "conc", "conns", "tls", "qps", "p50_us", "p99_us", "p999_us", "errors", "server_cpu_us_per_call", "client_cpu_us_per_call"} {
+			for _, k := range []string{"scenario", "impl", "size", "conc", "conns", "tls", "qps", "p50_us", "p99_us", "p999_us", "errors", "server_cpu_us_per_call", "client_cpu_us_per_call", "server_cs_per_call", "client_cs_per_call"} {
 				if _, ok := row[k]; !ok {
 					t.Fatalf("JSON line lacks %q: %s", k, sc.Text())
 				}
 			}
 			if row["qps"].(float64) <= 0 {
 				t.Fatalf("no calls: %s", sc.Text())
+			}
+			// Every call waits for the network at least once on each side.
+			if row["server_cs_per_call"].(float64) <= 0 || row["client_cs_per_call"].(float64) <= 0 {
+				t.Fatalf("no context switches counted: %s", sc.Text())
 			}
 			lines++
 		}

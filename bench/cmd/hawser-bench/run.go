@@ -188,6 +188,8 @@ type rpcRow struct {
 	Allocs    float64   `json:"allocs_per_call"`
 	SrvAllocs float64   `json:"server_allocs_per_call"`
 	CliAllocs float64   `json:"client_allocs_per_call"`
+	SrvCS     float64   `json:"server_cs_per_call"` // context switches, all threads (load.Usage)
+	CliCS     float64   `json:"client_cs_per_call"`
 	VsGRPC    float64   `json:"qps_vs_grpc,omitempty"`
 	P99VsGRPC float64   `json:"p99_vs_grpc,omitempty"`
 	Rounds    int       `json:"rounds"`
@@ -236,11 +238,11 @@ func runRPC(ctx context.Context, o *options, progress func(string)) ([]any, erro
 	return rows, nil
 }
 
-// runResult is one run: the client's measurement plus the server's usage.
+// runResult is one run: the client's measurement plus the server's usage
+// over the same window.
 type runResult struct {
 	load.Result
-	serverCPUNs   int64
-	serverMallocs uint64
+	server load.Usage
 }
 
 func medianRow(o *options, name string, size, conc int, rs []runResult) *rpcRow {
@@ -273,11 +275,13 @@ func medianRow(o *options, name string, size, conc int, rs []runResult) *rpcRow 
 	row.P999 = med(func(r runResult) float64 { return r.P999 })
 	row.Max = med(func(r runResult) float64 { return r.Max })
 	row.Errors = int64(med(func(r runResult) float64 { return float64(r.Errors) }))
-	row.ServerCPU = med(func(r runResult) float64 { return per(r, float64(r.serverCPUNs)/1e3) })
+	row.ServerCPU = med(func(r runResult) float64 { return per(r, float64(r.server.CPUNs)/1e3) })
 	row.ClientCPU = med(func(r runResult) float64 { return per(r, float64(r.ClientCPUNs)/1e3) })
-	row.SrvAllocs = med(func(r runResult) float64 { return per(r, float64(r.serverMallocs)) })
+	row.SrvAllocs = med(func(r runResult) float64 { return per(r, float64(r.server.Mallocs)) })
 	row.CliAllocs = med(func(r runResult) float64 { return per(r, float64(r.ClientMallocs)) })
-	row.Allocs = med(func(r runResult) float64 { return per(r, float64(r.serverMallocs+r.ClientMallocs)) })
+	row.Allocs = med(func(r runResult) float64 { return per(r, float64(r.server.Mallocs+r.ClientMallocs)) })
+	row.SrvCS = med(func(r runResult) float64 { return per(r, float64(r.server.CtxSwitches)) })
+	row.CliCS = med(func(r runResult) float64 { return per(r, float64(r.ClientCtxSwitches)) })
 	for _, r := range rs {
 		row.RoundQPS = append(row.RoundQPS, float64(r.Calls)/r.Seconds)
 	}
@@ -414,16 +418,18 @@ func (c *child) stop() {
 	}
 }
 
-func (c *child) stats() (cpu int64, mallocs uint64, err error) {
+// stats asks a server process for its usage so far (child.go serveMain).
+func (c *child) stats() (load.Usage, error) {
+	var u load.Usage
 	if _, err := io.WriteString(c.in, "stats\n"); err != nil {
-		return 0, 0, err
+		return u, err
 	}
 	s, err := c.expect("STATS ", 10*time.Second)
 	if err != nil {
-		return 0, 0, err
+		return u, err
 	}
-	_, err = fmt.Sscan(s, &cpu, &mallocs)
-	return cpu, mallocs, err
+	_, err = fmt.Sscan(s, &u.CPUNs, &u.Mallocs, &u.CtxSwitches)
+	return u, err
 }
 
 // runOnce runs one implementation once: a fresh server and client process.
@@ -448,7 +454,7 @@ func (e *env) runOnce(_ context.Context, o *options, name string, size, conc int
 	if _, err := cli.expect("READY", o.warmup+30*time.Second); err != nil {
 		return runResult{}, err
 	}
-	cpu0, m0, err := srv.stats()
+	u0, err := srv.stats()
 	if err != nil {
 		return runResult{}, err
 	}
@@ -458,7 +464,7 @@ func (e *env) runOnce(_ context.Context, o *options, name string, size, conc int
 	if _, err := cli.expect("MEASURED", o.duration+60*time.Second); err != nil {
 		return runResult{}, err
 	}
-	cpu1, m1, err := srv.stats()
+	u1, err := srv.stats()
 	if err != nil {
 		return runResult{}, err
 	}
@@ -470,6 +476,6 @@ func (e *env) runOnce(_ context.Context, o *options, name string, size, conc int
 	if err := json.Unmarshal([]byte(body), &r.Result); err != nil {
 		return runResult{}, err
 	}
-	r.serverCPUNs, r.serverMallocs = cpu1-cpu0, m1-m0
+	r.server = load.Usage{CPUNs: u1.CPUNs - u0.CPUNs, Mallocs: u1.Mallocs - u0.Mallocs, CtxSwitches: u1.CtxSwitches - u0.CtxSwitches}
 	return r, nil
 }

@@ -67,22 +67,23 @@ func printRPC(w io.Writer, o *options, rows []any) {
 	if o.scenario == "stream" {
 		unit = "items/s"
 	}
-	fmt.Fprintf(tw, "impl\tsize\tconc\tconns\t%s\tvs grpc\tp50 µs\tp90 µs\tp99 µs\tp99.9 µs\tmax µs\terrors\tsrv cpu µs/call\tcli cpu µs/call\tallocs/call\t\n", unit)
+	fmt.Fprintf(tw, "impl\tsize\tconc\tconns\t%s\tvs grpc\tp50 µs\tp90 µs\tp99 µs\tp99.9 µs\tmax µs\terrors\tsrv cpu µs/call\tcli cpu µs/call\tallocs/call\tcs/call srv\tcs/call cli\t\n", unit)
 	for _, r := range rows {
 		x := r.(*rpcRow)
 		vs := "-"
 		if x.VsGRPC > 0 {
 			vs = fmt.Sprintf("%.2fx", x.VsGRPC)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%.2f\t%.2f\t%.1f\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%.2f\t%.2f\t%.1f\t%.2f\t%.2f\t\n",
 			x.Impl, x.Size, x.Conc, x.Conns, x.QPS, vs, x.P50, x.P90, x.P99, x.P999, x.Max, x.Errors,
-			x.ServerCPU, x.ClientCPU, x.Allocs)
+			x.ServerCPU, x.ClientCPU, x.Allocs, x.SrvCS, x.CliCS)
 	}
 	_ = tw.Flush()
 	mode := "closed loop"
 	if o.rate > 0 {
 		mode = fmt.Sprintf("open loop at %.0f calls/s", o.rate)
 	}
-	fmt.Fprintf(w, "\n%s, TLS 1.3, %d round(s) of %v (+%v warm-up), medians; cpu and allocs per call count the whole process.\n",
+	fmt.Fprintf(w, "\n%s, TLS 1.3, %d round(s) of %v (+%v warm-up), medians; cpu, allocs and cs (context switches,\n"+
+		"voluntary + involuntary, every thread: getrusage) per call count the whole process.\n",
 		mode, o.rounds, o.duration, o.warmup)
 }
