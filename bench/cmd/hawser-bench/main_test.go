@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -33,37 +35,98 @@ func TestRunnerEndToEnd(t *testing.T) {
 		if err := runMain(args); err != nil {
 			t.Fatalf("%v: %v", sc, err)
 		}
-		f, err := os.Open(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines := 0
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			var row map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
-				t.Fatal(err)
-			}
-			for _, k := range []string{"scenario", "impl", "size", "conc", "conns", "tls", "qps", "p50_us", "p99_us", "p999_us", "errors", "server_cpu_us_per_call", "client_cpu_us_per_call", "server_cs_per_call", "client_cs_per_call"} {
+		rows := readRows(t, out)
+		for _, row := range rows {
+			for _, k := range []string{"scenario", "impl", "size", "conc", "conns", "gomaxprocs", "tls", "qps",
+				"p50_us", "p99_us", "p999_us", "errors", "server_cpu_us_per_call", "client_cpu_us_per_call",
+				"server_cs_per_call", "client_cs_per_call"} {
 				if _, ok := row[k]; !ok {
-					t.Fatalf("JSON line lacks %q: %s", k, sc.Text())
+					t.Fatalf("JSON line lacks %q: %v", k, row)
 				}
 			}
 			if row["qps"].(float64) <= 0 {
-				t.Fatalf("no calls: %s", sc.Text())
+				t.Fatalf("no calls: %v", row)
 			}
 			// Every call waits for the network at least once on each side.
 			if row["server_cs_per_call"].(float64) <= 0 || row["client_cs_per_call"].(float64) <= 0 {
-				t.Fatalf("no context switches counted: %s", sc.Text())
+				t.Fatalf("no context switches counted: %v", row)
 			}
-			lines++
 		}
-		_ = f.Close()
-		if lines == 0 {
+		if len(rows) == 0 {
 			t.Fatal("no JSON lines")
 		}
 		if st, err := os.Stat(plot); err != nil || st.Size() == 0 {
 			t.Fatalf("plot: %v", err)
 		}
 	}
+}
+
+// A matrix of two GOMAXPROCS settings through the real runner, pinned when
+// the machine allows: a row per implementation and setting, labelled, with
+// the cores and the context switches per call of both processes.
+func TestRunnerGOMAXPROCSMatrix(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.json")
+	args := []string{"--scenario", "unary", "--impl", "hawser,raw", "--size", "64", "--conc", "1", "--gomaxprocs", "1,2",
+		"--duration", "200ms", "--warmup", "100ms", "--rounds", "2", "--json", out, "--pin", "auto"}
+	if err := runMain(args); err != nil {
+		t.Fatal(err)
+	}
+	_, lookErr := exec.LookPath("taskset")
+	pinned := lookErr == nil && runtime.NumCPU() >= 2
+	type key struct {
+		impl string
+		gmp  float64
+	}
+	seen := map[key]bool{}
+	for _, row := range readRows(t, out) {
+		k := key{row["impl"].(string), row["gomaxprocs"].(float64)}
+		if seen[k] {
+			t.Fatalf("two rows for %v", k)
+		}
+		seen[k] = true
+		if row["rounds"].(float64) != 2 {
+			t.Errorf("%v: %v rounds, want 2", k, row["rounds"])
+		}
+		if row["server_cs_per_call"].(float64) <= 0 || row["client_cs_per_call"].(float64) <= 0 {
+			t.Errorf("%v: no context switches counted: %v", k, row)
+		}
+		cli, _ := row["client_cpus"].(string)
+		srv, _ := row["server_cpus"].(string)
+		if pinned && (cli == "" || srv == "" || cli == srv) {
+			t.Errorf("%v: pinned to client %q, server %q; want two core sets", k, cli, srv)
+		}
+		if !pinned && (cli != "" || srv != "") {
+			t.Errorf("%v: cores %q, %q without pinning", k, cli, srv)
+		}
+	}
+	for _, impl := range []string{"hawser", "raw"} {
+		for _, gmp := range []float64{1, 2} {
+			if !seen[key{impl, gmp}] {
+				t.Errorf("no row for %s at GOMAXPROCS %v", impl, gmp)
+			}
+		}
+	}
+}
+
+// readRows reads a --json file: one object per line.
+func readRows(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	var rows []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var row map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, row)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }
