@@ -2,11 +2,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -32,8 +36,15 @@ func TestRunnerEndToEnd(t *testing.T) {
 	} {
 		args := append(sc, "--size", "64", "--duration", "200ms", "--warmup", "100ms", "--rounds", "1",
 			"--json", out, "--plot", plot, "--pin", "off")
-		if err := runMain(args); err != nil {
-			t.Fatalf("%v: %v", sc, err)
+		var stdout, stderr bytes.Buffer
+		if err := runCLI(args, &stdout, &stderr); err != nil {
+			t.Fatalf("%v: %v\n%s", sc, err, stderr.String())
+		}
+		header, _, _ := strings.Cut(stdout.String(), "\n")
+		for _, col := range []string{"impl", "gmp", "calls/s", "p50 µs", "cs/call srv", "cs/call cli"} {
+			if !strings.Contains(header, col) && !(col == "calls/s" && strings.Contains(header, "items/s")) {
+				t.Fatalf("table header lacks %q: %s", col, header)
+			}
 		}
 		rows := readRows(t, out)
 		for _, row := range rows {
@@ -68,8 +79,30 @@ func TestRunnerGOMAXPROCSMatrix(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out.json")
 	args := []string{"--scenario", "unary", "--impl", "hawser,raw", "--size", "64", "--conc", "1", "--gomaxprocs", "1,2",
 		"--duration", "200ms", "--warmup", "100ms", "--rounds", "2", "--json", out, "--pin", "auto"}
-	if err := runMain(args); err != nil {
-		t.Fatal(err)
+	var stdout, stderr bytes.Buffer
+	if err := runCLI(args, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	t.Logf("\n%s", stdout.String())
+	// stderr is no terminal: one plain line per run, in the order run.
+	var want []string
+	for round := 1; round <= 2; round++ {
+		for _, gmp := range []int{1, 2} {
+			for _, impl := range []string{"hawser", "raw"} {
+				want = append(want, fmt.Sprintf("unary %s 64B x1 gmp%d r%d: ", impl, gmp, round))
+			}
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	if len(lines) != len(want) || strings.Contains(stderr.String(), "\r") {
+		t.Fatalf("progress: want %d plain lines, got:\n%q", len(want), stderr.String())
+	}
+	summary := regexp.MustCompile(`^[0-9.]+[kM]? calls/s p50 [0-9]+µs$`)
+	for i, l := range lines {
+		rest, ok := strings.CutPrefix(l, want[i])
+		if !ok || !summary.MatchString(rest) {
+			t.Errorf("progress line %d: %q; want %q followed by a summary", i, l, want[i])
+		}
 	}
 	_, lookErr := exec.LookPath("taskset")
 	pinned := lookErr == nil && runtime.NumCPU() >= 2

@@ -18,8 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"github.com/hawser-rpc/hawser/bench/internal/impl"
 	"github.com/hawser-rpc/hawser/bench/internal/load"
 	"github.com/hawser-rpc/hawser/internal/certgen"
@@ -46,8 +44,9 @@ type options struct {
 	set        map[string]bool // flags given on the command line
 }
 
-func parseFlags(args []string) (*options, error) {
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("hawser-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	o := &options{}
 	scenario := fs.String("scenario", "unary", "scenario: "+strings.Join(scenarioNames(), ", "))
 	impls := fs.String("impl", "hawser,grpc", "comma list of implementations: "+strings.Join(impl.Names(), ", "))
@@ -113,8 +112,12 @@ func intList(s string) ([]int, error) {
 	return out, nil
 }
 
-func runMain(args []string) error {
-	o, err := parseFlags(args)
+func runMain(args []string) error { return runCLI(args, os.Stdout, os.Stderr) }
+
+// runCLI runs the command: the table on stdout, usage and progress on
+// stderr (the child processes write their errors to os.Stderr).
+func runCLI(args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
@@ -125,21 +128,13 @@ func runMain(args []string) error {
 	if err := sc.check(o); err != nil {
 		return err
 	}
-	bar := progressbar.NewOptions(sc.runs(o),
-		progressbar.OptionSetWriter(os.Stderr),
-		progressbar.OptionSetDescription(o.scenario),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionClearOnFinish())
-	rows, err := sc.run(context.Background(), o, func(desc string) {
-		bar.Describe(desc)
-		_ = bar.Add(1)
-	})
-	_ = bar.Finish()
+	p := newProgress(stderr, sc.runs(o), o.scenario)
+	rows, err := sc.run(context.Background(), o, p.done)
+	p.finish()
 	if err != nil {
 		return err
 	}
-	sc.print(os.Stdout, o, rows)
+	sc.print(stdout, o, rows)
 	if o.jsonPath != "" {
 		if err := writeJSON(o.jsonPath, rows); err != nil {
 			return err
