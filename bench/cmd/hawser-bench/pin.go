@@ -18,9 +18,10 @@ import (
 // threads, and more context switches, than Ps can run at once). The cores
 // of every row are in the JSON (client_cpus, server_cpus) and under the
 // table.
-const pinHelp = "GOMAXPROCS n gives server and client n cores each, disjoint, " +
-	"when there are 2n; fewer, and each keeps half of them (on 2 cores: client cpu 0, server cpu 1 " +
-	"at every n, so GOMAXPROCS 2 is two Ps on one core)"
+const pinHelp = "pin server and client with taskset, each to cores of its own: auto (when there are\n" +
+	"2 cores or more), on, off. At GOMAXPROCS n each process gets n cores, disjoint; with fewer than\n" +
+	"2n, an equal share: on 2 cores the client has cpu 0 and the server cpu 1 at every setting,\n" +
+	"so GOMAXPROCS 2 is two Ps on one core"
 
 // allowedCPUs lists the cores this process may run on, in order.
 func allowedCPUs() ([]int, error) {

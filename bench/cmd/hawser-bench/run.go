@@ -59,8 +59,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.rate, "rate", 0, "open loop: total calls/s (0: closed loop)")
 	fs.StringVar(&o.jsonPath, "json", "", "write one JSON object per line to this file")
 	fs.StringVar(&o.plotPath, "plot", "", "write a latency chart to this file (.png or .svg)")
-	fs.StringVar(&o.pin, "pin", "auto", "pin server and client to different cores with taskset: auto (when there are 2 cores or more), on, off; "+pinHelp)
-	gomaxprocs := fs.String("gomaxprocs", "2", "comma list of GOMAXPROCS settings for both processes, each a row of every run (0: Go's default); pinned, "+pinHelp)
+	fs.StringVar(&o.pin, "pin", "auto", pinHelp)
+	gomaxprocs := fs.String("gomaxprocs", "2", "comma list of GOMAXPROCS settings of server and client (0: Go's default);\n"+
+		"every run is done at each, rows labelled gmp; pinned, each process has its own cores (--pin)")
 	fs.IntVar(&o.nodes, "nodes", 64, "gossip: cluster size")
 	fs.Float64Var(&o.loss, "loss", 0, "gossip: packet loss probability")
 	fs.DurationVar(&o.stall, "stall", 0, "gossip: stall one healthy node this long")
