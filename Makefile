@@ -26,7 +26,7 @@ stress:
 	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/ ./server/ ./pool/ ./fuzz/
 
 ## bench: hawser against grpc, arpc, net/rpc and raw TLS with the benchmark CLI: one caller
-## at GOMAXPROCS 1 and 2, 256 callers and streams at 2 (about 6 minutes; table on stdout,
+## at GOMAXPROCS 1 and 2, 256 callers and streams at 2 (72 runs, about 5.5 minutes; table on stdout,
 ## one line per run on stderr, JSON and plot in bench/results/).
 BENCH_FLAGS ?= --duration 3s --warmup 1s --rounds 2
 BENCH_IMPLS := hawser,grpc,arpc,netrpc,raw
