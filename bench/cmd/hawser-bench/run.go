@@ -164,8 +164,8 @@ func writeJSON(path string, rows []any) error {
 	return f.Close()
 }
 
-// rpcRow is one implementation at one size and concurrency: medians over
-// the rounds.
+// rpcRow is one implementation at one size, concurrency and GOMAXPROCS:
+// medians over the rounds.
 type rpcRow struct {
 	Scenario string `json:"scenario"`
 	Impl     string `json:"impl"`
