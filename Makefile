@@ -25,14 +25,18 @@ STRESS_COUNT ?= 20
 stress:
 	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/ ./server/ ./pool/ ./fuzz/
 
-## bench: hawser against grpc, arpc, net/rpc and raw TLS with the benchmark CLI
-## (a default matrix in under 5 minutes; table on stdout, JSON and plot in bench/results/).
+## bench: hawser against grpc, arpc, net/rpc and raw TLS with the benchmark CLI: one caller
+## at GOMAXPROCS 1 and 2, 256 callers and streams at 2 (72 runs, about 5.5 minutes; table on stdout,
+## one line per run on stderr, JSON and plot in bench/results/).
 BENCH_FLAGS ?= --duration 3s --warmup 1s --rounds 2
+BENCH_IMPLS := hawser,grpc,arpc,netrpc,raw
 bench: $(BIN)/hawser-bench
 	mkdir -p bench/results
-	$(BIN)/hawser-bench --scenario unary --impl hawser,grpc,arpc,netrpc,raw --size 64,1024 --conc 1,256 \
-	  $(BENCH_FLAGS) --json bench/results/unary.json --plot bench/results/unary.png
-	$(BIN)/hawser-bench --scenario stream --impl hawser,grpc,raw --size 64 --conc 1,8 \
+	$(BIN)/hawser-bench --scenario unary --impl $(BENCH_IMPLS) --size 64,1024 --conc 1 --gomaxprocs 1,2 \
+	  $(BENCH_FLAGS) --json bench/results/unary-conc1.json --plot bench/results/unary-conc1.png
+	$(BIN)/hawser-bench --scenario unary --impl $(BENCH_IMPLS) --size 64,1024 --conc 256 --gomaxprocs 2 \
+	  $(BENCH_FLAGS) --json bench/results/unary-conc256.json --plot bench/results/unary-conc256.png
+	$(BIN)/hawser-bench --scenario stream --impl hawser,grpc,raw --size 64 --conc 1,8 --gomaxprocs 2 \
 	  $(BENCH_FLAGS) --json bench/results/stream.json --plot bench/results/stream.png
 
 $(BIN)/hawser-bench: FORCE

@@ -16,8 +16,8 @@ import (
 )
 
 // serveMain is the server process: it prints "ADDR host:port", then answers
-// "stats" lines on stdin with its CPU time and allocation count, and exits
-// when stdin closes.
+// "stats" lines on stdin with "STATS cpu-ns mallocs context-switches" (its
+// load.Sample so far), and exits when stdin closes.
 func serveMain(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	name := fs.String("impl", "hawser", "implementation")
@@ -48,15 +48,17 @@ func serveMain(args []string) error {
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		if in.Text() == "stats" {
-			cpu, mallocs := load.Usage()
-			fmt.Printf("STATS %d %d\n", cpu, mallocs)
+			u := load.Sample()
+			fmt.Printf("STATS %d %d %d\n", u.CPUNs, u.Mallocs, u.CtxSwitches)
 		}
 	}
 	return srv.Close()
 }
 
 // clientMain is the client process: it connects, warms up, prints READY,
-// waits for GO on stdin, measures, and prints RESULT with a JSON body.
+// waits for GO on stdin, measures, prints MEASURED as the window closes, and
+// prints RESULT with a JSON body (load.Result: its own usage is sampled
+// after GO and before MEASURED).
 func clientMain(args []string) error {
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	name := fs.String("impl", "hawser", "implementation")

@@ -6,11 +6,12 @@
 //
 // For the RPC scenarios (unary, stream) every run starts a server process
 // and a client process (pinned to different cores with taskset when it is
-// available), runs the workload for --warmup then measures for --duration,
-// and reads both processes' CPU time and allocation counts around the
-// measured window. Implementations are interleaved round by round (A B C,
-// A B C) so that machine drift hits all of them alike, and each figure
-// reported is the median over --rounds. Other scenarios (gossip) run in
+// available; see pin.go) at one --gomaxprocs setting, runs the workload for
+// --warmup then measures for --duration, and reads both processes' CPU
+// time, allocation counts and context switches around the measured window.
+// Implementations and GOMAXPROCS settings are interleaved round by round
+// (A1 B1 A2 B2, A1 B1 A2 B2) so that machine drift hits all of them alike,
+// and each figure reported is the median over --rounds. Other scenarios (gossip) run in
 // process; see scenarios.go to add one.
 package main
 

@@ -18,7 +18,7 @@ var (
 	p99Color = color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}
 )
 
-// plotRPC draws one panel per (size, concurrency) point, each on its own
+// plotRPC draws one panel per (size, concurrency, GOMAXPROCS) point, each on its own
 // scale: p50 and p99 latency for every implementation, side by side.
 func plotRPC(path string, rows []any) error {
 	type point struct {
@@ -28,7 +28,8 @@ func plotRPC(path string, rows []any) error {
 	var points []*point
 	for _, r := range rows {
 		x := r.(*rpcRow)
-		title := fmt.Sprintf("%s, %d B, %d caller(s): latency in µs (lower is better)", x.Scenario, x.Size, x.Conc)
+		title := fmt.Sprintf("%s, %d B, %d caller(s), GOMAXPROCS %d: latency in µs (lower is better)",
+			x.Scenario, x.Size, x.Conc, x.GOMAXPROCS)
 		if len(points) == 0 || points[len(points)-1].title != title {
 			points = append(points, &point{title: title})
 		}

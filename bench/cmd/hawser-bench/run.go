@@ -13,13 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/schollz/progressbar/v3"
 
 	"github.com/hawser-rpc/hawser/bench/internal/impl"
 	"github.com/hawser-rpc/hawser/bench/internal/load"
@@ -40,15 +37,16 @@ type options struct {
 	jsonPath   string
 	plotPath   string
 	pin        string
-	gomaxprocs int
+	gomaxprocs []int
 	nodes      int
 	loss       float64
 	stall      time.Duration
 	set        map[string]bool // flags given on the command line
 }
 
-func parseFlags(args []string) (*options, error) {
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("hawser-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	o := &options{}
 	scenario := fs.String("scenario", "unary", "scenario: "+strings.Join(scenarioNames(), ", "))
 	impls := fs.String("impl", "hawser,grpc", "comma list of implementations: "+strings.Join(impl.Names(), ", "))
@@ -61,8 +59,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.rate, "rate", 0, "open loop: total calls/s (0: closed loop)")
 	fs.StringVar(&o.jsonPath, "json", "", "write one JSON object per line to this file")
 	fs.StringVar(&o.plotPath, "plot", "", "write a latency chart to this file (.png or .svg)")
-	fs.StringVar(&o.pin, "pin", "auto", "pin server and client to different cores with taskset: auto, on, off")
-	fs.IntVar(&o.gomaxprocs, "gomaxprocs", 2, "GOMAXPROCS of every server and client process (0: Go's default, 1 when pinned)")
+	fs.StringVar(&o.pin, "pin", "auto", pinHelp)
+	gomaxprocs := fs.String("gomaxprocs", "2", "comma list of GOMAXPROCS settings of server and client (0: Go's default);\n"+
+		"every run is done at each, rows labelled gmp; pinned, each process has its own cores (--pin)")
 	fs.IntVar(&o.nodes, "nodes", 64, "gossip: cluster size")
 	fs.Float64Var(&o.loss, "loss", 0, "gossip: packet loss probability")
 	fs.DurationVar(&o.stall, "stall", 0, "gossip: stall one healthy node this long")
@@ -79,6 +78,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.concs, err = intList(*concs); err != nil {
 		return nil, fmt.Errorf("--conc: %w", err)
+	}
+	if o.gomaxprocs, err = intList(*gomaxprocs); err != nil {
+		return nil, fmt.Errorf("--gomaxprocs: %w", err)
 	}
 	if o.rounds < 1 || o.conns < 1 {
 		return nil, errors.New("--rounds and --conns must be at least 1")
@@ -111,8 +113,12 @@ func intList(s string) ([]int, error) {
 	return out, nil
 }
 
-func runMain(args []string) error {
-	o, err := parseFlags(args)
+func runMain(args []string) error { return runCLI(args, os.Stdout, os.Stderr) }
+
+// runCLI runs the command: the table on stdout, usage and progress on
+// stderr (the child processes write their errors to os.Stderr).
+func runCLI(args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
@@ -123,21 +129,13 @@ func runMain(args []string) error {
 	if err := sc.check(o); err != nil {
 		return err
 	}
-	bar := progressbar.NewOptions(sc.runs(o),
-		progressbar.OptionSetWriter(os.Stderr),
-		progressbar.OptionSetDescription(o.scenario),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionClearOnFinish())
-	rows, err := sc.run(context.Background(), o, func(desc string) {
-		bar.Describe(desc)
-		_ = bar.Add(1)
-	})
-	_ = bar.Finish()
+	p := newProgress(stderr, sc.runs(o), o.scenario)
+	rows, err := sc.run(context.Background(), o, p.done)
+	p.finish()
 	if err != nil {
 		return err
 	}
-	sc.print(os.Stdout, o, rows)
+	sc.print(stdout, o, rows)
 	if o.jsonPath != "" {
 		if err := writeJSON(o.jsonPath, rows); err != nil {
 			return err
@@ -166,81 +164,101 @@ func writeJSON(path string, rows []any) error {
 	return f.Close()
 }
 
-// rpcRow is one implementation at one size and concurrency: medians over
-// the rounds.
+// rpcRow is one implementation at one size, concurrency and GOMAXPROCS:
+// medians over the rounds.
 type rpcRow struct {
-	Scenario  string    `json:"scenario"`
-	Impl      string    `json:"impl"`
-	Size      int       `json:"size"`
-	Conc      int       `json:"conc"`
-	Conns     int       `json:"conns"`
-	TLS       bool      `json:"tls"`
-	Rate      float64   `json:"rate,omitempty"`
-	QPS       float64   `json:"qps"`
-	P50       float64   `json:"p50_us"`
-	P90       float64   `json:"p90_us"`
-	P99       float64   `json:"p99_us"`
-	P999      float64   `json:"p999_us"`
-	Max       float64   `json:"max_us"`
-	Errors    int64     `json:"errors"`
-	ServerCPU float64   `json:"server_cpu_us_per_call"`
-	ClientCPU float64   `json:"client_cpu_us_per_call"`
-	Allocs    float64   `json:"allocs_per_call"`
-	SrvAllocs float64   `json:"server_allocs_per_call"`
-	CliAllocs float64   `json:"client_allocs_per_call"`
-	VsGRPC    float64   `json:"qps_vs_grpc,omitempty"`
-	P99VsGRPC float64   `json:"p99_vs_grpc,omitempty"`
-	Rounds    int       `json:"rounds"`
-	RoundQPS  []float64 `json:"round_qps"`
+	Scenario string `json:"scenario"`
+	Impl     string `json:"impl"`
+	Size     int    `json:"size"`
+	Conc     int    `json:"conc"`
+	Conns    int    `json:"conns"`
+	// GOMAXPROCS of both processes (0: Go's default), and the cores they
+	// were pinned to (empty: not pinned); see pin.go.
+	GOMAXPROCS int       `json:"gomaxprocs"`
+	ClientCPUs string    `json:"client_cpus,omitempty"`
+	ServerCPUs string    `json:"server_cpus,omitempty"`
+	TLS        bool      `json:"tls"`
+	Rate       float64   `json:"rate,omitempty"`
+	QPS        float64   `json:"qps"`
+	P50        float64   `json:"p50_us"`
+	P90        float64   `json:"p90_us"`
+	P99        float64   `json:"p99_us"`
+	P999       float64   `json:"p999_us"`
+	Max        float64   `json:"max_us"`
+	Errors     int64     `json:"errors"`
+	ServerCPU  float64   `json:"server_cpu_us_per_call"`
+	ClientCPU  float64   `json:"client_cpu_us_per_call"`
+	Allocs     float64   `json:"allocs_per_call"`
+	SrvAllocs  float64   `json:"server_allocs_per_call"`
+	CliAllocs  float64   `json:"client_allocs_per_call"`
+	SrvCS      float64   `json:"server_cs_per_call"` // context switches, all threads (load.Usage)
+	CliCS      float64   `json:"client_cs_per_call"`
+	VsGRPC     float64   `json:"qps_vs_grpc,omitempty"`
+	P99VsGRPC  float64   `json:"p99_vs_grpc,omitempty"`
+	Rounds     int       `json:"rounds"`
+	RoundQPS   []float64 `json:"round_qps"`
 }
 
 // runRPC runs the unary or stream scenario: every (size, conc) point,
-// round by round, every implementation once per round.
+// round by round; a round runs every implementation once at each
+// GOMAXPROCS setting, so that machine drift hits them all alike. The rows
+// of a point come out by GOMAXPROCS, then implementation.
 func runRPC(ctx context.Context, o *options, progress func(string)) ([]any, error) {
 	env, err := newEnv(o)
 	if err != nil {
 		return nil, err
 	}
 	defer env.cleanup()
+	type key struct {
+		gmp  int
+		name string
+	}
 	var rows []any
 	for _, size := range o.sizes {
 		for _, conc := range o.concs {
-			runs := map[string][]runResult{}
+			runs := map[key][]runResult{}
 			for round := range o.rounds {
-				for _, name := range o.impls {
-					progress(fmt.Sprintf("%s %dB x%d r%d", name, size, conc, round+1))
-					r, err := env.runOnce(ctx, o, name, size, conc)
-					if err != nil {
-						return nil, fmt.Errorf("%s size %d conc %d: %w", name, size, conc, err)
+				for _, gmp := range o.gomaxprocs {
+					for _, name := range o.impls {
+						r, err := env.runOnce(ctx, o, name, size, conc, gmp)
+						if err != nil {
+							return nil, fmt.Errorf("%s size %d conc %d gomaxprocs %d: %w", name, size, conc, gmp, err)
+						}
+						runs[key{gmp, name}] = append(runs[key{gmp, name}], r)
+						progress(fmt.Sprintf("%s %dB x%d gmp%d r%d: %s", name, size, conc, gmp, round+1, r.summary(o.scenario)))
 					}
-					runs[name] = append(runs[name], r)
 				}
 			}
-			point := make([]*rpcRow, 0, len(o.impls))
-			for _, name := range o.impls {
-				point = append(point, medianRow(o, name, size, conc, runs[name]))
-			}
-			for _, r := range point {
-				for _, g := range point {
-					if g.Impl == "grpc" && g.QPS > 0 && r.Impl != "grpc" {
-						r.VsGRPC = r.QPS / g.QPS
-						if g.P99 > 0 {
-							r.P99VsGRPC = r.P99 / g.P99
+			for _, gmp := range o.gomaxprocs {
+				cli, srv := env.cores(gmp)
+				point := make([]*rpcRow, 0, len(o.impls))
+				for _, name := range o.impls {
+					row := medianRow(o, name, size, conc, runs[key{gmp, name}])
+					row.GOMAXPROCS, row.ClientCPUs, row.ServerCPUs = gmp, cli, srv
+					point = append(point, row)
+				}
+				for _, r := range point {
+					for _, g := range point {
+						if g.Impl == "grpc" && g.QPS > 0 && r.Impl != "grpc" {
+							r.VsGRPC = r.QPS / g.QPS
+							if g.P99 > 0 {
+								r.P99VsGRPC = r.P99 / g.P99
+							}
 						}
 					}
+					rows = append(rows, r)
 				}
-				rows = append(rows, r)
 			}
 		}
 	}
 	return rows, nil
 }
 
-// runResult is one run: the client's measurement plus the server's usage.
+// runResult is one run: the client's measurement plus the server's usage
+// over the same window.
 type runResult struct {
 	load.Result
-	serverCPUNs   int64
-	serverMallocs uint64
+	server load.Usage
 }
 
 func medianRow(o *options, name string, size, conc int, rs []runResult) *rpcRow {
@@ -273,11 +291,13 @@ func medianRow(o *options, name string, size, conc int, rs []runResult) *rpcRow 
 	row.P999 = med(func(r runResult) float64 { return r.P999 })
 	row.Max = med(func(r runResult) float64 { return r.Max })
 	row.Errors = int64(med(func(r runResult) float64 { return float64(r.Errors) }))
-	row.ServerCPU = med(func(r runResult) float64 { return per(r, float64(r.serverCPUNs)/1e3) })
+	row.ServerCPU = med(func(r runResult) float64 { return per(r, float64(r.server.CPUNs)/1e3) })
 	row.ClientCPU = med(func(r runResult) float64 { return per(r, float64(r.ClientCPUNs)/1e3) })
-	row.SrvAllocs = med(func(r runResult) float64 { return per(r, float64(r.serverMallocs)) })
+	row.SrvAllocs = med(func(r runResult) float64 { return per(r, float64(r.server.Mallocs)) })
 	row.CliAllocs = med(func(r runResult) float64 { return per(r, float64(r.ClientMallocs)) })
-	row.Allocs = med(func(r runResult) float64 { return per(r, float64(r.serverMallocs+r.ClientMallocs)) })
+	row.Allocs = med(func(r runResult) float64 { return per(r, float64(r.server.Mallocs+r.ClientMallocs)) })
+	row.SrvCS = med(func(r runResult) float64 { return per(r, float64(r.server.CtxSwitches)) })
+	row.CliCS = med(func(r runResult) float64 { return per(r, float64(r.ClientCtxSwitches)) })
 	for _, r := range rs {
 		row.RoundQPS = append(row.RoundQPS, float64(r.Calls)/r.Seconds)
 	}
@@ -291,7 +311,8 @@ type env struct {
 	dir       string
 	cert, key string
 	clusterID string
-	taskset   string
+	taskset   string // empty: no pinning
+	cpus      []int  // the cores to pin to (pin.go), when taskset is set
 }
 
 func newEnv(o *options) (*env, error) {
@@ -318,36 +339,54 @@ func newEnv(o *options) (*env, error) {
 	_, _ = rand.Read(k)
 	e.clusterID = hex.EncodeToString(k)
 	path, lookErr := exec.LookPath("taskset")
+	cpus, cpuErr := allowedCPUs()
 	switch o.pin {
 	case "on":
 		if lookErr != nil {
 			return nil, errors.New("--pin on: taskset not found")
 		}
+		if cpuErr != nil {
+			return nil, fmt.Errorf("--pin on: %w", cpuErr)
+		}
 		e.taskset = path
 	case "auto":
-		if lookErr == nil && runtime.NumCPU() >= 2 {
+		if lookErr == nil && cpuErr == nil && len(cpus) >= 2 {
 			e.taskset = path
 		}
 	case "off":
 	default:
 		return nil, fmt.Errorf("--pin %q: want auto, on or off", o.pin)
 	}
+	if e.taskset != "" {
+		e.cpus = cpus
+	}
 	return e, nil
+}
+
+// cores returns the client's and the server's cores at GOMAXPROCS gmp as
+// taskset lists, or two empty strings when pinning is off.
+func (e *env) cores(gmp int) (client, server string) {
+	if e.taskset == "" {
+		return "", ""
+	}
+	c, s := splitCores(e.cpus, gmp)
+	return cpuList(c), cpuList(s)
 }
 
 func (e *env) cleanup() { _ = os.RemoveAll(e.dir) }
 
-// command builds a child process, pinned to core cpu when pinning is on.
-func (e *env) command(o *options, cpu int, args ...string) *exec.Cmd {
+// command builds a child process with GOMAXPROCS gmp (0: Go's default),
+// pinned to the cores cpus (a taskset list) unless cpus is empty.
+func (e *env) command(cpus string, gmp int, args ...string) *exec.Cmd {
 	var cmd *exec.Cmd
-	if e.taskset != "" {
-		cmd = exec.Command(e.taskset, append([]string{"-c", strconv.Itoa(cpu), e.self}, args...)...)
+	if cpus != "" {
+		cmd = exec.Command(e.taskset, append([]string{"-c", cpus, e.self}, args...)...)
 	} else {
 		cmd = exec.Command(e.self, args...)
 	}
 	cmd.Env = os.Environ()
-	if o.gomaxprocs > 0 {
-		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(o.gomaxprocs))
+	if gmp > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(gmp))
 	}
 	cmd.Stderr = os.Stderr
 	return cmd
@@ -414,21 +453,25 @@ func (c *child) stop() {
 	}
 }
 
-func (c *child) stats() (cpu int64, mallocs uint64, err error) {
+// stats asks a server process for its usage so far (child.go serveMain).
+func (c *child) stats() (load.Usage, error) {
+	var u load.Usage
 	if _, err := io.WriteString(c.in, "stats\n"); err != nil {
-		return 0, 0, err
+		return u, err
 	}
 	s, err := c.expect("STATS ", 10*time.Second)
 	if err != nil {
-		return 0, 0, err
+		return u, err
 	}
-	_, err = fmt.Sscan(s, &cpu, &mallocs)
-	return cpu, mallocs, err
+	_, err = fmt.Sscan(s, &u.CPUNs, &u.Mallocs, &u.CtxSwitches)
+	return u, err
 }
 
-// runOnce runs one implementation once: a fresh server and client process.
-func (e *env) runOnce(_ context.Context, o *options, name string, size, conc int) (runResult, error) {
-	srv, err := e.start(e.command(o, 1, "serve", "--impl", name, "--cert", e.cert, "--key", e.key, "--cluster-key", e.clusterID))
+// runOnce runs one implementation once: a fresh server and client process
+// at GOMAXPROCS gmp.
+func (e *env) runOnce(_ context.Context, o *options, name string, size, conc, gmp int) (runResult, error) {
+	cliCPUs, srvCPUs := e.cores(gmp)
+	srv, err := e.start(e.command(srvCPUs, gmp, "serve", "--impl", name, "--cert", e.cert, "--key", e.key, "--cluster-key", e.clusterID))
 	if err != nil {
 		return runResult{}, err
 	}
@@ -437,7 +480,7 @@ func (e *env) runOnce(_ context.Context, o *options, name string, size, conc int
 	if err != nil {
 		return runResult{}, err
 	}
-	cli, err := e.start(e.command(o, 0, "client", "--impl", name, "--addr", addr, "--cluster-key", e.clusterID,
+	cli, err := e.start(e.command(cliCPUs, gmp, "client", "--impl", name, "--addr", addr, "--cluster-key", e.clusterID,
 		"--scenario", o.scenario, "--size", strconv.Itoa(size), "--conc", strconv.Itoa(conc),
 		"--conns", strconv.Itoa(o.conns), "--rate", strconv.FormatFloat(o.rate, 'f', -1, 64),
 		"--warmup", o.warmup.String(), "--duration", o.duration.String()))
@@ -448,7 +491,7 @@ func (e *env) runOnce(_ context.Context, o *options, name string, size, conc int
 	if _, err := cli.expect("READY", o.warmup+30*time.Second); err != nil {
 		return runResult{}, err
 	}
-	cpu0, m0, err := srv.stats()
+	u0, err := srv.stats()
 	if err != nil {
 		return runResult{}, err
 	}
@@ -458,7 +501,7 @@ func (e *env) runOnce(_ context.Context, o *options, name string, size, conc int
 	if _, err := cli.expect("MEASURED", o.duration+60*time.Second); err != nil {
 		return runResult{}, err
 	}
-	cpu1, m1, err := srv.stats()
+	u1, err := srv.stats()
 	if err != nil {
 		return runResult{}, err
 	}
@@ -470,6 +513,6 @@ func (e *env) runOnce(_ context.Context, o *options, name string, size, conc int
 	if err := json.Unmarshal([]byte(body), &r.Result); err != nil {
 		return runResult{}, err
 	}
-	r.serverCPUNs, r.serverMallocs = cpu1-cpu0, m1-m0
+	r.server = load.Usage{CPUNs: u1.CPUNs - u0.CPUNs, Mallocs: u1.Mallocs - u0.Mallocs, CtxSwitches: u1.CtxSwitches - u0.CtxSwitches}
 	return r, nil
 }

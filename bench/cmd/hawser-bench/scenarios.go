@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/hawser-rpc/hawser/bench/internal/impl"
@@ -59,7 +60,9 @@ func checkRPC(streams bool) func(o *options) error {
 	}
 }
 
-func rpcRuns(o *options) int { return len(o.sizes) * len(o.concs) * o.rounds * len(o.impls) }
+func rpcRuns(o *options) int {
+	return len(o.sizes) * len(o.concs) * len(o.gomaxprocs) * o.rounds * len(o.impls)
+}
 
 func printRPC(w io.Writer, o *options, rows []any) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -67,22 +70,48 @@ func printRPC(w io.Writer, o *options, rows []any) {
 	if o.scenario == "stream" {
 		unit = "items/s"
 	}
-	fmt.Fprintf(tw, "impl\tsize\tconc\tconns\t%s\tvs grpc\tp50 µs\tp90 µs\tp99 µs\tp99.9 µs\tmax µs\terrors\tsrv cpu µs/call\tcli cpu µs/call\tallocs/call\t\n", unit)
+	fmt.Fprintf(tw, "impl\tsize\tconc\tconns\tgmp\t%s\tvs grpc\tp50 µs\tp90 µs\tp99 µs\tp99.9 µs\tmax µs\terrors\tsrv cpu µs/call\tcli cpu µs/call\tallocs/call\tcs/call srv\tcs/call cli\t\n", unit)
 	for _, r := range rows {
 		x := r.(*rpcRow)
 		vs := "-"
 		if x.VsGRPC > 0 {
 			vs = fmt.Sprintf("%.2fx", x.VsGRPC)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%.2f\t%.2f\t%.1f\t\n",
-			x.Impl, x.Size, x.Conc, x.Conns, x.QPS, vs, x.P50, x.P90, x.P99, x.P999, x.Max, x.Errors,
-			x.ServerCPU, x.ClientCPU, x.Allocs)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%.2f\t%.2f\t%.1f\t%.2f\t%.2f\t\n",
+			x.Impl, x.Size, x.Conc, x.Conns, x.GOMAXPROCS, x.QPS, vs, x.P50, x.P90, x.P99, x.P999, x.Max, x.Errors,
+			x.ServerCPU, x.ClientCPU, x.Allocs, x.SrvCS, x.CliCS)
 	}
 	_ = tw.Flush()
 	mode := "closed loop"
 	if o.rate > 0 {
 		mode = fmt.Sprintf("open loop at %.0f calls/s", o.rate)
 	}
-	fmt.Fprintf(w, "\n%s, TLS 1.3, %d round(s) of %v (+%v warm-up), medians; cpu and allocs per call count the whole process.\n",
+	fmt.Fprintf(w, "\n%s, TLS 1.3, %d round(s) of %v (+%v warm-up), medians; cpu, allocs and cs (context switches,\n"+
+		"voluntary + involuntary, every thread: getrusage) per call count the whole process.\n",
 		mode, o.rounds, o.duration, o.warmup)
+	fmt.Fprintf(w, "gmp: GOMAXPROCS of server and client (0: Go's default); %s.\n", pinning(rows))
+}
+
+// pinning says where the processes ran at each GOMAXPROCS setting.
+func pinning(rows []any) string {
+	var gmps []int
+	var where []string // where[i] is for gmps[i]
+	for _, r := range rows {
+		x := r.(*rpcRow)
+		if x.ClientCPUs == "" {
+			return "not pinned"
+		}
+		if !slices.Contains(gmps, x.GOMAXPROCS) {
+			gmps = append(gmps, x.GOMAXPROCS)
+			where = append(where, fmt.Sprintf("client on cpu %s, server on cpu %s", x.ClientCPUs, x.ServerCPUs))
+		}
+	}
+	if len(slices.Compact(slices.Clone(where))) == 1 {
+		return "pinned with taskset, " + where[0] + " at every gmp"
+	}
+	parts := make([]string, len(gmps))
+	for i, g := range gmps {
+		parts[i] = fmt.Sprintf("gmp %d: %s", g, where[i])
+	}
+	return "pinned with taskset, " + strings.Join(parts, "; ")
 }

@@ -40,6 +40,9 @@ type Result struct {
 	Max           float64 `json:"max_us"`
 	ClientCPUNs   int64   `json:"client_cpu_ns"`
 	ClientMallocs uint64  `json:"client_mallocs"`
+	// ClientCtxSwitches is the client process's voluntary plus involuntary
+	// context switches in the window, all threads (see Usage).
+	ClientCtxSwitches int64 `json:"client_ctx_switches"`
 }
 
 const maxLatencyUs = 60_000_000
@@ -77,13 +80,13 @@ func Run(ctx context.Context, c impl.Client, spec Spec, warmup, d time.Duration,
 
 	time.Sleep(warmup)
 	ready()
-	cpu0, mallocs0 := usage()
+	u0 := Sample()
 	start := time.Now()
 	recording.Store(true)
 	time.Sleep(d)
 	recording.Store(false)
 	secs := time.Since(start).Seconds()
-	cpu1, mallocs1 := usage()
+	u1 := Sample()
 	done()
 	cancel()
 	wg.Wait()
@@ -101,8 +104,9 @@ func Run(ctx context.Context, c impl.Client, spec Spec, warmup, d time.Duration,
 	r.P99 = float64(total.ValueAtQuantile(99))
 	r.P999 = float64(total.ValueAtQuantile(99.9))
 	r.Max = float64(total.Max())
-	r.ClientCPUNs = cpu1 - cpu0
-	r.ClientMallocs = mallocs1 - mallocs0
+	r.ClientCPUNs = u1.CPUNs - u0.CPUNs
+	r.ClientMallocs = u1.Mallocs - u0.Mallocs
+	r.ClientCtxSwitches = u1.CtxSwitches - u0.CtxSwitches
 	return r
 }
 
@@ -205,17 +209,28 @@ func startStreams(ctx context.Context, wg *sync.WaitGroup, c impl.Client, spec S
 	}
 }
 
-// usage returns the process's CPU time (user + system) and its count of
-// heap allocations so far.
-func usage() (cpuNs int64, mallocs uint64) {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	cpuNs = ru.Utime.Nano() + ru.Stime.Nano()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms) // stops the world briefly; only at the window's edges
-	return cpuNs, ms.Mallocs
+// Usage is what a process has used so far; the runner takes the difference
+// of two samples around the measured window.
+type Usage struct {
+	CPUNs   int64  // user + system CPU time
+	Mallocs uint64 // heap allocations
+	// CtxSwitches is voluntary plus involuntary context switches of every
+	// thread of the process, live or exited (getrusage RUSAGE_SELF, the
+	// count perf stat -e context-switches gives). /proc/PID/status is not
+	// used: its ctxt_switches lines count the main thread alone.
+	CtxSwitches int64
 }
 
-// Usage is the process's CPU time and allocation count, for the server
-// process's "stats" command.
-func Usage() (cpuNs int64, mallocs uint64) { return usage() }
+// Sample returns the process's usage so far. It stops the world briefly
+// (runtime.ReadMemStats): call it only at a window's edges.
+func Sample() Usage {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return Usage{
+		CPUNs:       ru.Utime.Nano() + ru.Stime.Nano(),
+		Mallocs:     ms.Mallocs,
+		CtxSwitches: ru.Nvcsw + ru.Nivcsw,
+	}
+}
