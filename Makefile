@@ -15,15 +15,18 @@ test: test-lib test-bench-module
 test-lib:
 	$(GO) vet ./...
 	$(GO) test -race -shuffle=on -count=1 -bench=. -benchtime=1x -timeout=20m ./...
+	HAWSER_TEST_DIALREAD=poller $(GO) test -race -shuffle=on -count=1 -timeout=20m ./conn/
 
 test-bench-module:
 	cd bench && $(GO) vet ./... && $(GO) build ./... && $(GO) test -race -count=1 -timeout=10m ./...
 
 ## stress: the library's concurrency tests (conn, server, pool, fuzz) under the race
-## detector, shuffled, 20 times over; not part of make test. STRESS_COUNT overrides 20.
+## detector, shuffled, 20 times over, and conn again with dialers on the poller;
+## not part of make test. STRESS_COUNT overrides 20.
 STRESS_COUNT ?= 20
 stress:
 	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/ ./server/ ./pool/ ./fuzz/
+	HAWSER_TEST_DIALREAD=poller $(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/
 
 ## bench: hawser against grpc, arpc, net/rpc and raw TLS with the benchmark CLI: one caller
 ## at GOMAXPROCS 1 and 2, 256 callers and streams at 2 (72 runs, about 5.5 minutes; table on stdout,

@@ -4,8 +4,6 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/panjf2000/gnet/v2"
 )
 
 // transport is the net.Conn under a tls.Conn (DESIGN.md §4).
@@ -28,7 +26,7 @@ type transport struct {
 	nc net.Conn // handshake mode; nil in loop mode
 
 	// Loop mode.
-	gc    gnet.Conn  // loop goroutine only, valid inside a gnet callback
+	gc    sock       // loop only; a gnet.Conn is valid inside a gnet callback
 	outMu sync.Mutex // guards out
 	out   chunks     // ciphertext waiting for the writer
 }

@@ -113,6 +113,16 @@ type Config struct {
 	// and the loop batches them as before.
 	LoopWrites bool
 
+	// DialRead chooses how a dialed connection is read (the acceptor
+	// ignores it): on the Engine's event loop, as an accepted connection
+	// is, or by a goroutine parked in Go's network poller (a node dials
+	// few connections). The default, DialReadAuto, uses the poller when
+	// GOMAXPROCS is 1: there an event loop blocked in epoll holds the only
+	// P, and the scheduler takes it back and starts a thread around every
+	// reply, while a poller goroutine wakes its caller on the same thread.
+	// With more Ps the loop is as fast and batches better.
+	DialRead DialRead
+
 	// SocketBuffer sets the kernel's send and receive buffers of the
 	// socket (SO_SNDBUF, SO_RCVBUF; Linux doubles the value). Small buffers
 	// keep the backlog in hawser's queue, where urgent frames overtake bulk
@@ -164,6 +174,15 @@ const (
 	DefaultPoolShare         = 128
 	minWriteHighWater        = 256 << 10
 	minClusterKey            = 16
+)
+
+// DialRead is how a dialed connection is read; see Config.DialRead.
+type DialRead uint8
+
+const (
+	DialReadAuto   DialRead = iota // the poller with GOMAXPROCS 1, else the loop
+	DialReadLoop                   // the Engine's event loop
+	DialReadPoller                 // a goroutine in Go's network poller
 )
 
 // ErrConfig is wrapped by every configuration error.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,8 +38,7 @@ type Conn struct {
 	fragSize int  // largest payload put in one frame toward the peer
 
 	// Set by onOpen on the loop before the Conn is shared.
-	gc   gnet.Conn
-	loop gnet.EventLoop
+	gc sock
 
 	// Owned by the event loop.
 	rbuf       *[]byte // received plaintext; nil when empty
@@ -151,10 +151,34 @@ func Dial(ctx context.Context, e *Engine, addr string, cfg *Config) (*Conn, erro
 		return nil, &hawser.TransportError{Op: "handshake", Addr: addr, Err: timeoutCause(ctx, err)}
 	}
 	c := newConn(rc, e, h, pi, true)
-	if err := c.enroll(nc); err != nil {
+	tcp, ok := nc.(*net.TCPConn)
+	poll := rc.DialRead == DialReadPoller || (rc.DialRead == DialReadAuto && runtime.GOMAXPROCS(0) == 1)
+	if !poll || !ok {
+		err = c.enroll(nc)
+	} else {
+		err = c.startPoll(tcp)
+	}
+	if err != nil {
 		return nil, &hawser.TransportError{Op: "dial", Addr: addr, Err: err}
 	}
 	return c, nil
+}
+
+// startPoll runs a dialed connection on a pollSock instead of a loop.
+func (c *Conn) startPoll(nc *net.TCPConn) error {
+	c.tr.nc = nil
+	_ = nc.SetDeadline(time.Time{})
+	p, err := newPollSock(c, nc)
+	if err == nil {
+		err = c.eng.register(p)
+	}
+	if err != nil {
+		_ = nc.Close()
+		return err
+	}
+	p.start()
+	c.startTimer()
+	return nil
 }
 
 // Accept runs the acceptor's side of the handshake on nc, then enrolls the
@@ -216,11 +240,15 @@ func (c *Conn) enroll(nc net.Conn) error {
 // layer already holds (calls pipelined behind the handshake) are parsed at
 // once: no socket event will announce them.
 func (c *Conn) onOpen(gc gnet.Conn) gnet.Action {
-	c.gc = gc
-	c.loop = gc.EventLoop()
-	c.tr.gc = gc
+	return c.onOpenSock(&gnetSock{Conn: gc, loop: gc.EventLoop()})
+}
+
+// onOpenSock is onOpen for either kind of socket.
+func (c *Conn) onOpenSock(s sock) gnet.Action {
+	c.gc = s
+	c.tr.gc = s
 	c.wq.mu.Lock()
-	c.wq.fd = gc.Fd()
+	c.wq.fd = s.Fd()
 	c.wq.mu.Unlock()
 	return c.onTraffic()
 }
@@ -234,7 +262,7 @@ func (c *Conn) Run(context.Context) error {
 	if c.resumed && !c.dead {
 		c.resumed = false
 		if c.service() == gnet.Close && !c.dead {
-			_ = c.loop.Close(c.gc)
+			_ = c.gc.CloseLoop()
 		}
 	}
 	return nil
@@ -429,7 +457,7 @@ func (c *Conn) closeWith(err error, code codec.Code) {
 		}
 		c.flush()
 		if !c.dead {
-			_ = c.loop.Close(c.gc)
+			_ = c.gc.CloseLoop()
 		}
 	})
 }
@@ -470,7 +498,7 @@ func (c *Conn) onLoop(f func()) {
 		}
 		return nil
 	}
-	if e := c.loop.Execute(context.Background(), gnet.RunnableFunc(task)); e != nil {
+	if e := c.gc.Execute(context.Background(), gnet.RunnableFunc(task)); e != nil {
 		// The loop is gone; it closed (or will close) every connection.
 		_ = c.gc.Close()
 	}

@@ -10,6 +10,13 @@
 // time. Only then is the socket enrolled on an Engine's event loop; no frame
 // other than the handshake is read before. PROTOCOL.md §5.
 //
+// Dialed connections may instead run without an event loop
+// (Config.DialRead; by default when GOMAXPROCS is 1): a goroutine parked
+// in Go's network poller reads, and the connection's loop code runs under
+// a lock held by that reader or by a task goroutine started on demand, so
+// a reply wakes its caller on the reader's thread. Everything below about
+// "the loop" holds for that lock.
+//
 // On the loop. Reads decrypt TLS records on the loop through an adapter
 // whose Read reports "would block" in the form crypto/tls tolerates, and
 // frames are parsed in place. Writes from any goroutine append frames to a

@@ -19,13 +19,16 @@ type EngineConfig struct {
 }
 
 // Engine runs the gnet event loops that connections live on. A server and a
-// pool each own one; connections of both kinds may share one. Close stops
-// the loops and closes every connection on them.
+// pool each own one; connections of both kinds may share one. Dialed
+// connections may run without a loop (Config.DialRead, pollSock); they
+// are tracked here too. Close stops the loops and closes
+// every connection of the Engine.
 type Engine struct {
 	cli *gnet.Client
 
 	mu     sync.Mutex
 	closed bool
+	polls  map[*pollSock]struct{} // dialed connections not on a loop
 }
 
 // ErrEngineClosed is returned when enrolling a connection on a closed Engine.
@@ -66,8 +69,39 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	e.closed = true
+	polls := make([]*pollSock, 0, len(e.polls))
+	for p := range e.polls {
+		polls = append(polls, p)
+	}
 	e.mu.Unlock()
+	for _, p := range polls {
+		_ = p.Close()
+	}
+	for _, p := range polls {
+		<-p.done
+	}
 	return e.cli.Stop()
+}
+
+// register records a dialed connection that runs on a pollSock, so that
+// Close closes it too.
+func (e *Engine) register(p *pollSock) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrEngineClosed
+	}
+	if e.polls == nil {
+		e.polls = make(map[*pollSock]struct{})
+	}
+	e.polls[p] = struct{}{}
+	return nil
+}
+
+func (e *Engine) forget(p *pollSock) {
+	e.mu.Lock()
+	delete(e.polls, p)
+	e.mu.Unlock()
 }
 
 // enroll hands an established TCP connection to a loop. It returns after the

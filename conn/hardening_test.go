@@ -368,7 +368,7 @@ func TestReassemblyBoundedByCapacity(t *testing.T) {
 	type held struct{ counted, capacity, bound int }
 	probe := func() held {
 		got := make(chan held, 1)
-		_ = sc.loop.Execute(context.Background(), runnableFunc(func() {
+		_ = sc.gc.Execute(context.Background(), runnableFunc(func() {
 			h := held{counted: sc.asmBytes, bound: sc.maxReassembly()}
 			for _, a := range sc.asm {
 				h.capacity += cap(a.msg.payload)
@@ -488,7 +488,7 @@ func TestPausedInputResumes(t *testing.T) {
 	sc := <-srv.accept
 	paused := func() bool {
 		got := make(chan bool, 1)
-		_ = sc.loop.Execute(context.Background(), runnableFunc(func() { got <- sc.paused }))
+		_ = sc.gc.Execute(context.Background(), runnableFunc(func() { got <- sc.paused }))
 		return <-got
 	}
 	eventually(t, "input paused", paused)
@@ -499,7 +499,7 @@ func TestPausedInputResumes(t *testing.T) {
 			return false
 		}
 		got := make(chan int, 1)
-		_ = sc.loop.Execute(context.Background(), runnableFunc(func() { got <- fdQueue(sc.gc.Fd(), syscall.TIOCINQ) }))
+		_ = sc.gc.Execute(context.Background(), runnableFunc(func() { got <- fdQueue(sc.gc.Fd(), syscall.TIOCINQ) }))
 		return <-got == 0
 	})
 	_ = nc.SetReadDeadline(time.Now().Add(20 * time.Second))

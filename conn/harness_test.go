@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,8 +102,21 @@ func serverConfig(t testing.TB, r *testRouter) *Config {
 }
 
 func clientConfig() *Config {
-	return &Config{TLS: ClientTLS("", nil), ClusterKey: testKey, NodeID: "client"}
+	return &Config{TLS: ClientTLS("", nil), ClusterKey: testKey, NodeID: "client", DialRead: testDialRead}
 }
+
+// testDialRead is how the tests' dialed connections are read:
+// HAWSER_TEST_DIALREAD=loop or poller (make test runs the package both
+// ways), else the default.
+var testDialRead = func() DialRead {
+	switch os.Getenv("HAWSER_TEST_DIALREAD") {
+	case "loop":
+		return DialReadLoop
+	case "poller":
+		return DialReadPoller
+	}
+	return DialReadAuto
+}()
 
 func startServer(t testing.TB, r *testRouter, mod func(*Config)) *testServer {
 	t.Helper()

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -340,7 +341,7 @@ func (c *Conn) writeSocket() bool {
 		for _, b := range c.wout.bufs {
 			c.iov = append(c.iov, *b)
 		}
-		n, err := unix.Writev(c.wq.fd, c.iov)
+		n, err := writev(c.wq.fd, c.iov, c.wout.size)
 		clear(c.iov)
 		if n > 0 {
 			c.wout.discard(n)
@@ -357,6 +358,41 @@ func (c *Conn) writeSocket() bool {
 	return true
 }
 
+// rawWriteMax is the largest direct write made without telling the
+// scheduler (see writev).
+const rawWriteMax = 64 << 10
+
+// writev writes iov (size bytes) to the non-blocking socket fd. Up to
+// rawWriteMax it uses a raw system call, which the scheduler does not see:
+// a non-blocking writev never sleeps, but on loopback it runs the peer's
+// receive path and its wake-up, long enough (tens of µs in a VM) for the
+// scheduler to hand the P to another thread when a goroutine is runnable —
+// with GOMAXPROCS 1, the event loop that just woke this goroutine — which
+// costs two thread switches. Larger writes go through the scheduler.
+func writev(fd int, iov [][]byte, size int) (int, error) {
+	if size > rawWriteMax || len(iov) > 8 {
+		return unix.Writev(fd, iov)
+	}
+	var vec [8]unix.Iovec
+	k := 0
+	for _, b := range iov {
+		if len(b) == 0 {
+			continue
+		}
+		vec[k].Base = &b[0]
+		vec[k].SetLen(len(b))
+		k++
+	}
+	if k == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&vec[0])), uintptr(k))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
 // queueControl queues a header-only control frame (PING, PONG, CANCEL,
 // CREDIT, GOAWAY) ahead of bulk data.
 func (c *Conn) queueControl(h codec.Header, fromLoop bool) {
@@ -365,7 +401,7 @@ func (c *Conn) queueControl(h codec.Header, fromLoop bool) {
 
 // scheduleFlush queues a flush task on the loop.
 func (c *Conn) scheduleFlush() {
-	if err := c.loop.Execute(context.Background(), c); err != nil {
+	if err := c.gc.Execute(context.Background(), c); err != nil {
 		c.wq.mu.Lock()
 		c.wq.scheduled = false
 		c.wq.mu.Unlock()
@@ -389,7 +425,9 @@ func (c *Conn) flush() {
 		// schedules a flush if frames remain, a drain is watched or a close
 		// started; what else needs this flush is parked outcomes and a
 		// pause to lift. (gnet holds nothing: direct writes need that.)
-		if len(q.outbox[0])+len(q.outbox[1]) > 0 || c.paused {
+		// A flush that was asked for (scheduled) is handed over too.
+		if q.scheduled || len(q.outbox[0])+len(q.outbox[1]) > 0 || c.paused {
+			q.scheduled = false
 			q.wantFlush = true
 		}
 		q.mu.Unlock()
@@ -407,7 +445,10 @@ func (c *Conn) flush() {
 	}
 	if q.direct {
 		// A goroutine became the writer meanwhile (q.mu was released).
-		q.wantFlush = q.wantFlush || c.paused || len(q.outbox[0])+len(q.outbox[1]) > 0
+		if q.scheduled || len(q.outbox[0])+len(q.outbox[1]) > 0 || c.paused {
+			q.scheduled = false
+			q.wantFlush = true
+		}
 		q.mu.Unlock()
 		return
 	}
