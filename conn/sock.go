@@ -376,7 +376,9 @@ func (p *pollSock) closeLocked(err error) {
 	p.tmu.Unlock()
 	p.c.onClose(err)
 	p.omu.Lock()
-	if p.out.size > 0 && p.werr == nil {
+	if p.out.size > 0 && p.werr == nil && !p.draining {
+		// (A drain goroutine may be writing these very bytes: then what it
+		// has not written when the socket closes is lost, as in gnet.)
 		iov := make([][]byte, 0, len(p.out.bufs))
 		for _, b := range p.out.bufs {
 			iov = append(iov, *b)
