@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"syscall"
@@ -346,9 +347,9 @@ func (c *Conn) writeSocket() bool {
 		if n > 0 {
 			c.wout.discard(n)
 		}
-		switch err {
-		case nil, unix.EINTR:
-		case unix.EAGAIN:
+		switch {
+		case err == nil || errors.Is(err, unix.EINTR):
+		case errors.Is(err, unix.EAGAIN):
 			return false
 		default:
 			c.closeWith(fmt.Errorf("%w: %w", ErrPeerClosed, err), codec.CodeOK)
