@@ -93,6 +93,9 @@ func measureIdle(b *testing.B, s *Server, addr string, n int, profile string) id
 	base := serverHeap()
 	baseG := runtime.NumGoroutine()
 	d.open(b, s, n)
+	// A connection releases its buffers once it has been quiet for a whole
+	// tick interval (conn/idle.go): within two of them.
+	time.Sleep(2*idleTick + time.Second)
 	after := serverHeap()
 	g := runtime.NumGoroutine()
 	if profile != "" {
@@ -105,6 +108,10 @@ func measureIdle(b *testing.B, s *Server, addr string, n int, profile string) id
 		goroutines: float64(g-baseG) / float64(n),
 	}
 }
+
+// idleTick is how often a connection with the default configuration
+// checks its timers (conn's tickInterval): WriteStallTimeout/4.
+const idleTick = min(conn.DefaultKeepaliveInterval/2, conn.DefaultInactivityTimeout/4, conn.DefaultWriteStallTimeout/4)
 
 // writeHeapProfile writes the server's heap profile (every allocation
 // sampled) while the connections are idle: go tool pprof -sample_index=inuse_space.
