@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
@@ -251,4 +252,37 @@ func TestNoReleaseMidFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	readPong(3)
+}
+
+// Connections share a TLS configuration that needs no change (ServerTLS,
+// ClientTLS) instead of cloning it each; one that does is cloned and
+// changed, never modified in place.
+func TestTLSConfigSharedWhenUnchanged(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		dialing bool
+		cfg     *Config
+	}{
+		{"ServerTLS", false, serverConfig(t, newTestRouter())},
+		{"ClientTLS", true, clientConfig()},
+	} {
+		rc, err := tc.cfg.resolved(tc.dialing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc.TLS != tc.cfg.TLS {
+			t.Errorf("%s: the TLS configuration was cloned", tc.name)
+		}
+	}
+	own := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10}
+	rc, err := (&Config{TLS: own, ClusterKey: testKey}).resolved(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.TLS == own || own.MinVersion != tls.VersionTLS10 || own.DynamicRecordSizingDisabled {
+		t.Error("a TLS configuration that needs changes was modified in place")
+	}
+	if rc.TLS.MinVersion != tls.VersionTLS12 || !rc.TLS.DynamicRecordSizingDisabled {
+		t.Errorf("resolved TLS: MinVersion %#x, DynamicRecordSizingDisabled %v", rc.TLS.MinVersion, rc.TLS.DynamicRecordSizingDisabled)
+	}
 }
