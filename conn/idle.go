@@ -18,7 +18,7 @@ import (
 //
 //   - crypto/tls's receive buffers. A tls.Conn keeps the largest record it
 //     has read (rawInput, a bytes.Buffer that grows to a full 16 KiB record
-//     and never shrinks, up to twice that under bulk traffic) and the
+//     and never shrinks: about 40 KiB after a 64 KiB call) and the
 //     largest handshake message (hand: the ClientHello on the acceptor,
 //     the certificate on the dialer). crypto/tls has no API to drop them;
 //     releaseTLSInput does it through the fields' offsets, looked up by
@@ -26,16 +26,22 @@ import (
 //     With another layout it does nothing, and TestIdleReleasesBuffers
 //     fails, so an upgrade of Go that changes them is noticed.
 //   - the per-connection maps, queues and slices that keep the capacity
-//     their busiest moment gave them.
+//     their busiest moment gave them;
+//   - the read buffer of a partial frame, a whole 64 KiB chunk for a few
+//     bytes: compactReadBuf moves them to the smallest size class.
 //
 // When: tick (on the timer goroutine) finds the connection quiet for a
 // whole tick interval (no call in flight, started or ended; or nothing
 // received at all) and queues releaseIdle on the loop: the connection is
-// then lean. Keepalive frames (PING, PONG) on a lean
-// connection make crypto/tls allocate a small buffer again; keepLean drops
-// it after each read while no call has started or ended. Any call ends
-// lean mode until the next quiet interval, so a busy connection never
-// reallocates its buffers per read.
+// then lean. Keepalive frames (PING, PONG) on a lean connection make
+// crypto/tls allocate a small buffer again; keepLean drops it after each
+// read while no call has started or ended. Any call ends lean mode until
+// the next quiet interval, so a busy connection never reallocates its
+// buffers per read.
+//
+// Where: releaseIdle and keepLean touch what readInput owns, so they run
+// on the goroutine that reads the connection (the loop); a reader moved
+// elsewhere must run them there.
 type idleState struct {
 	lean    atomic.Bool // releaseIdle ran and no call started or ended since; set and cleared on the loop
 	leanAct uint64      // Conn.activity when it went lean; guarded by Conn.mu
@@ -110,11 +116,13 @@ func (c *Conn) idleReleaseDueLocked(now time.Time, d time.Duration) bool {
 // what the connection's busiest moment left allocated, unless a frame or
 // message is partial, and makes the connection lean.
 func (c *Conn) releaseIdle() {
-	if c.rbuf != nil || len(c.asm) > 0 || c.lingering {
-		return // a frame or message is partial; tick tries again
+	if c.lingering {
+		return
 	}
-	if c.tc != nil && !releaseTLSInput(c.tc) {
-		return // a TLS record is partial
+	c.compactReadBuf()
+	released := c.tc == nil || releaseTLSInput(c.tc)
+	if !released || c.rbuf != nil || len(c.asm) > 0 {
+		return // a record, frame or message is partial: it stays; tick tries again
 	}
 	c.asm = nil
 	c.lastStream = nil
@@ -160,6 +168,29 @@ func (c *Conn) releaseIdle() {
 		c.idle.lean.Store(true)
 	}
 	c.mu.Unlock()
+}
+
+// compactReadBuf moves the bytes of a partial frame that waits in the read
+// buffer into the smallest size class that holds them, so that a quiet
+// peer that sent a few bytes of a frame does not hold a 64 KiB buffer.
+// ensureReadSpace grows it again when more bytes come. Loop only.
+func (c *Conn) compactReadBuf() {
+	if c.rbuf == nil {
+		return
+	}
+	pending := c.rlen - c.roff
+	size := pending
+	if i := classOf(pending); i >= 0 {
+		size = bufClasses[i]
+	}
+	if 2*size > cap(*c.rbuf) {
+		return
+	}
+	nb := getBuf(size)
+	*nb = (*nb)[:cap(*nb)]
+	copy(*nb, (*c.rbuf)[c.roff:c.rlen])
+	putReadBuf(c.rbuf)
+	c.rbuf, c.roff, c.rlen = nb, 0, pending
 }
 
 // keepLean runs on the loop after each read: on a lean connection that

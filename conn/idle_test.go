@@ -209,8 +209,10 @@ func TestNoReleaseMidFrame(t *testing.T) {
 	})
 	onLoopWait(t, sc, sc.releaseIdle)
 	onLoopWait(t, sc, func() {
-		if sc.rbuf == nil || sc.rlen-sc.roff != 5 || sc.idle.lean.Load() {
+		if sc.rbuf == nil || sc.rlen-sc.roff != 5 || string((*sc.rbuf)[sc.roff:sc.rlen]) != string(p[:5]) || sc.idle.lean.Load() {
 			t.Error("releaseIdle dropped a partial frame")
+		} else if c := cap(*sc.rbuf); c > 1<<10 {
+			t.Errorf("a quiet connection keeps a %d-byte read buffer for 5 bytes of a frame", c)
 		}
 	})
 	if _, err := rw.Write(p[5:]); err != nil {
