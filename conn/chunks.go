@@ -104,3 +104,11 @@ func (q *chunks) discard(n int) {
 		q.size -= n
 	}
 }
+
+// shrink lets go of q's slices when q is empty (an idle connection): they
+// keep the capacity of the largest batch otherwise.
+func (q *chunks) shrink() {
+	if len(q.bufs) == 0 {
+		q.bufs, q.cont = nil, nil
+	}
+}

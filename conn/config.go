@@ -19,7 +19,9 @@ type Config struct {
 	// TLS configures TLS. The dialer needs at least InsecureSkipVerify or a
 	// ServerName; the acceptor needs Certificates. MinVersion below TLS 1.2
 	// is raised to 1.2; the default maximum is TLS 1.3. ClientTLS and
-	// ServerTLS build the usual configurations.
+	// ServerTLS build the usual configurations. As crypto/tls requires, it
+	// must not be modified once in use: connections share it unless it
+	// needs one of these changes (or DynamicRecordSizingDisabled).
 	TLS *tls.Config
 
 	// InsecurePlaintext runs the protocol without TLS. The cluster-key proof
@@ -201,13 +203,16 @@ func (c *Config) resolved(dialing bool) (*Config, error) {
 		if r.TLS == nil {
 			return nil, fmt.Errorf("%w: TLS is required (or set InsecurePlaintext)", ErrConfig)
 		}
-		t := r.TLS.Clone()
-		if t.MinVersion < tls.VersionTLS12 {
-			t.MinVersion = tls.VersionTLS12
-		}
+		t := r.TLS
 		// Full-size records from the first byte: hawser batches frames and
-		// never benefits from small initial records.
-		t.DynamicRecordSizingDisabled = true
+		// never benefits from small initial records. A configuration that
+		// needs no change is shared, as crypto/tls allows, rather than
+		// cloned for every connection (about 470 bytes each).
+		if t.MinVersion < tls.VersionTLS12 || !t.DynamicRecordSizingDisabled {
+			t = t.Clone()
+			t.MinVersion = max(t.MinVersion, tls.VersionTLS12)
+			t.DynamicRecordSizingDisabled = true
+		}
 		if !dialing && len(t.Certificates) == 0 && t.GetCertificate == nil {
 			return nil, fmt.Errorf("%w: an accepting side needs a TLS certificate", ErrConfig)
 		}
@@ -285,7 +290,7 @@ func (c *Config) resolved(dialing bool) (*Config, error) {
 // (nil: the system roots); without one, any certificate is accepted and the
 // cluster key alone authenticates the peer.
 func ClientTLS(domain string, roots *x509.CertPool) *tls.Config {
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, DynamicRecordSizingDisabled: true}
 	if domain == "" {
 		c.InsecureSkipVerify = true // the cluster-key proof authenticates the peer
 		return c
@@ -298,9 +303,10 @@ func ClientTLS(domain string, roots *x509.CertPool) *tls.Config {
 // ServerTLS returns an acceptor's TLS configuration for a certificate.
 func ServerTLS(cert tls.Certificate) *tls.Config {
 	return &tls.Config{
-		MinVersion:             tls.VersionTLS12,
-		Certificates:           []tls.Certificate{cert},
-		SessionTicketsDisabled: true,
+		MinVersion:                  tls.VersionTLS12,
+		Certificates:                []tls.Certificate{cert},
+		SessionTicketsDisabled:      true,
+		DynamicRecordSizingDisabled: true,
 	}
 }
 

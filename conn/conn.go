@@ -98,6 +98,7 @@ type Conn struct {
 	drainTimer   *time.Timer    // see armDrain
 	lingerTimer  *time.Timer    // bounds a graceful close; set on the loop
 	handlers     sync.WaitGroup // acceptor: ordered and stream goroutines
+	idle         idleState      // buffers released while quiet (idle.go)
 }
 
 func newConn(cfg *Config, eng *Engine, h *handshake, pi *peerInfo, dialer bool) *Conn {
@@ -695,6 +696,10 @@ func (c *Conn) tick() {
 			return
 		}
 	}
+	release := c.idleReleaseDueLocked(now, c.tickInterval())
 	c.timer.Reset(c.tickInterval())
 	c.mu.Unlock()
+	if release {
+		c.onLoop(c.releaseIdle)
+	}
 }

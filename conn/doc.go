@@ -59,6 +59,13 @@
 // for them. A call holds its MaxCalls slot until the last frame of its
 // outcome is queued, which is before the dialer can see it.
 //
+// Idle connections. A connection holds no read buffer between socket
+// events unless a frame is partial. Once it has been quiet for a tick of
+// its timer (no call in flight, started or ended), the loop also drops
+// what its busiest moment left allocated: crypto/tls's receive buffers
+// (a full record or more, which crypto/tls never shrinks; see idle.go) and
+// the capacity of its maps and queues. Keepalive traffic keeps it lean.
+//
 // Lifetimes of bytes. A Request's Payload and Metadata are valid until the
 // handler returns, unless it calls Request.Keep. A reply returned by Call
 // and an item returned by Stream.Recv belong to the caller. Bytes passed

@@ -85,6 +85,7 @@ func (c *Conn) readInput() (act gnet.Action, stop bool) {
 		putReadBuf(c.rbuf)
 		c.rbuf, c.roff, c.rlen = nil, 0, 0
 	}
+	c.keepLean()
 	return gnet.None, false
 }
 

@@ -173,6 +173,9 @@ func (c *Config) connConfig(r conn.Router) (*conn.Config, error) {
 		} else {
 			cc.TLS = cc.TLS.Clone()
 			cc.TLS.Certificates = []tls.Certificate{*cert}
+			// What conn would otherwise change in a clone per connection.
+			cc.TLS.MinVersion = max(cc.TLS.MinVersion, tls.VersionTLS12)
+			cc.TLS.DynamicRecordSizingDisabled = true
 		}
 	}
 	cc.ClusterKey = c.ClusterKey

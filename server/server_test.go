@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 		runSilent(addr)
 		return
 	}
+	if addr := os.Getenv(idleDialerEnv); addr != "" {
+		runIdleDialer(addr)
+		return
+	}
 	goleak.VerifyTestMain(m, leaktest.Options()...)
 }
 
@@ -72,7 +76,7 @@ func init() { hawser.RegisterError("test.kv.Missing", codec.CodeNotFound, errMis
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newServer(t *testing.T, mod func(*Config)) (*Server, string) {
+func newServer(t testing.TB, mod func(*Config)) (*Server, string) {
 	t.Helper()
 	pair, err := certgen.SelfSigned("localhost")
 	if err != nil {
@@ -89,7 +93,7 @@ func newServer(t *testing.T, mod func(*Config)) (*Server, string) {
 	return s, ""
 }
 
-func serve(t *testing.T, s *Server) string {
+func serve(t testing.TB, s *Server) string {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(context.Background()) }()
@@ -379,7 +383,7 @@ func TestShutdownDrains(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
