@@ -548,3 +548,40 @@ func fdQueue(fd int, req uint) int {
 	_, _, _ = syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(&n)))
 	return int(n)
 }
+
+// A dialer that keeps to MaxCalls and reads its replies is never closed as
+// a slow reader, even when inline handlers answer it faster than it reads:
+// their outcomes wait for room in the outbox, bounded by MaxCalls, instead
+// of pausing its input until that passes MaxInputBacklog.
+func TestInlineLargeRepliesNotSlowReader(t *testing.T) {
+	r := newTestRouter()
+	echo := r.handle("echo", echoRoute(ModeInline))
+	srv := startServer(t, r, nil)
+	c := dialTest(t, newClientEngine(t), srv.addr(), nil)
+	payload := pattern(64 << 10)
+	// 16 MiB of requests in flight: before, the server stopped reading at
+	// twice the mark and closed the dialer past 2 MiB of input (without
+	// the race detector, which slows the dialer too much to get there).
+	const callers, each = 256, 8
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Go(func() {
+			for range each {
+				resp, err := c.Call(context.Background(), echo, payload)
+				if err == nil && !bytes.Equal(resp, payload) {
+					err = errors.New("wrong echo")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}

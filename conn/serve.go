@@ -409,6 +409,25 @@ func (sc *serverCall) finish(reply []byte, err error, onLoop bool) {
 	}
 }
 
+// ownPayload makes a REPLY's payload the call's own (a pooled copy) unless
+// it is already in the call's reply buffer, so that it can be parked.
+func (sc *serverCall) ownPayload() {
+	m := &sc.out
+	if m.h.Kind != codec.KindReply || len(m.payload) == 0 {
+		return
+	}
+	if sc.reply != nil && cap(*sc.reply) > 0 && &(*sc.reply)[:1][0] == &m.payload[:1][0] {
+		return
+	}
+	b := getBuf(len(m.payload))
+	*b = append((*b)[:0], m.payload...)
+	if sc.reply != nil {
+		putBuf(sc.reply)
+	}
+	sc.reply = b
+	m.payload = *b
+}
+
 func (sc *serverCall) setError(code codec.Code, name, msg string) {
 	if code == codec.CodeOK {
 		code = codec.CodeUnknown // an error must carry an error code
@@ -424,8 +443,10 @@ const (
 	// outcomes of its class already parked), the outcome is parked in the
 	// outbox and the goroutine, often a shared pool worker, is free at once.
 	deliverByHandler deliverMode = iota
-	// deliverInline: on the loop, for a ModeInline handler. Never waits or
-	// parks; the loop pauses the peer's input instead (§9).
+	// deliverInline: on the loop, for a ModeInline handler. With no room
+	// the outcome is parked, its reply copied (it may point into the read
+	// buffer), like a handler's: the call's MaxCalls slot bounds it, so
+	// it never pauses the peer's input.
 	deliverInline
 	// deliverParked: on the loop, continuing a parked outcome; stops when
 	// there is no room.
@@ -465,11 +486,17 @@ func (c *Conn) deliver(sc *serverCall, how deliverMode) bool {
 			}
 			return true
 		}
-		if how != deliverInline && (!q.roomLocked(sc.outUrgent) || (how == deliverByHandler && len(q.outbox[class]) > 0)) {
+		if !q.roomLocked(sc.outUrgent) || (how != deliverParked && len(q.outbox[class]) > 0) {
 			trigger := false
-			if how == deliverByHandler {
+			switch how {
+			case deliverByHandler:
 				q.outbox[class] = append(q.outbox[class], sc)
 				trigger = c.triggerLocked(false)
+			case deliverInline:
+				// The reply may point into the read buffer: it must
+				// outlive this callback. The loop's flush sends it.
+				sc.ownPayload()
+				q.outbox[class] = append(q.outbox[class], sc)
 			}
 			q.mu.Unlock()
 			putScratch(scratch)
@@ -482,9 +509,6 @@ func (c *Conn) deliver(sc *serverCall, how deliverMode) bool {
 			c.uncount(sc)
 		}
 		c.writeFrameLocked(fh, pre, body, sc.outUrgent)
-		if how == deliverInline {
-			c.noteLoopOutputLocked()
-		}
 		k := c.kickLocked(how != deliverByHandler, true)
 		q.mu.Unlock()
 		putScratch(scratch)
