@@ -243,6 +243,12 @@ func (t *UDPTransport) WritePacket(addr string, b []byte) error {
 	return err
 }
 
+// Connected implements ConnectedTransport: the pool has a connection to
+// addr open (its peer is Up).
+func (t *UDPTransport) Connected(addr string) bool {
+	return t.cfg.Pool.Peer(addr).State() == pool.Up
+}
+
 // Call implements Transport with a hawser RPC call to addr through the pool.
 // A peer the pool parked (its dials failed rpc-retries-max times) is woken
 // first: an exchange is gossip saying it wants to reach the member now.

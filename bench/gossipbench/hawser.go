@@ -192,6 +192,12 @@ func (t *faultyTransport) Call(addr string, req []byte, timeout time.Duration, d
 	return t.inner.Call(addr, req, timeout, done)
 }
 
+// Connected passes the inner transport's answer on (gossip.ConnectedTransport).
+func (t *faultyTransport) Connected(addr string) bool {
+	ct, ok := t.inner.(gossip.ConnectedTransport)
+	return !ok || ct.Connected(addr)
+}
+
 func (t *faultyTransport) Close() error { return t.inner.Close() }
 
 type faultyHandler struct {
