@@ -19,9 +19,11 @@ type Config struct {
 	// TLS configures TLS. The dialer needs at least InsecureSkipVerify or a
 	// ServerName; the acceptor needs Certificates. MinVersion below TLS 1.2
 	// is raised to 1.2; the default maximum is TLS 1.3. ClientTLS and
-	// ServerTLS build the usual configurations. As crypto/tls requires, it
-	// must not be modified once in use: connections share it unless it
-	// needs one of these changes (or DynamicRecordSizingDisabled).
+	// ServerTLS build the usual configurations, with session resumption.
+	// As crypto/tls requires, it must not be modified once in use:
+	// accepted connections share it unless it needs one of these changes
+	// (or DynamicRecordSizingDisabled); Dial clones it to key its session
+	// cache by address.
 	TLS *tls.Config
 
 	// InsecurePlaintext runs the protocol without TLS. The cluster-key proof
@@ -289,8 +291,18 @@ func (c *Config) resolved(dialing bool) (*Config, error) {
 // a domain, the peer's certificate must be valid for it and chain to roots
 // (nil: the system roots); without one, any certificate is accepted and the
 // cluster key alone authenticates the peer.
+//
+// It caches TLS sessions (ClientSessionCacheSize of them, shared by the
+// connections dialed with this configuration and its clones), so that a
+// redial resumes: in TLS 1.3 a PSK handshake that skips the certificate
+// and its signature but still runs a fresh key exchange (Go offers only
+// psk_dhe_ke). Dial keys the sessions by the address it dials, so peers
+// that share one rpc-tls-domain do not evict each other's. Resumption
+// does not replace the cluster-key proof: it binds the exporter of each
+// connection's own handshake (PROTOCOL.md §5.3).
 func ClientTLS(domain string, roots *x509.CertPool) *tls.Config {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, DynamicRecordSizingDisabled: true}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, DynamicRecordSizingDisabled: true,
+		ClientSessionCache: tls.NewLRUClientSessionCache(ClientSessionCacheSize)}
 	if domain == "" {
 		c.InsecureSkipVerify = true // the cluster-key proof authenticates the peer
 		return c
@@ -300,14 +312,47 @@ func ClientTLS(domain string, roots *x509.CertPool) *tls.Config {
 	return c
 }
 
-// ServerTLS returns an acceptor's TLS configuration for a certificate.
+// ClientSessionCacheSize is how many TLS sessions a ClientTLS
+// configuration keeps: one per peer is enough to resume to it.
+const ClientSessionCacheSize = 256
+
+// ServerTLS returns an acceptor's TLS configuration for a certificate. It
+// issues session tickets, so that dialers resume (see ClientTLS), under
+// keys crypto/tls generates and rotates (a new one every day, each valid a
+// week) and keeps in memory only. The keys are held outside the returned
+// configuration, so its clones (the server clones it once) share
+// them: with a plain tls.Config, each clone would make keys of its own and
+// no ticket would ever resume. A configuration of your own resumes across
+// connections only if it sets its keys (SetSessionTicketKeys) or
+// WrapSession and UnwrapSession.
 func ServerTLS(cert tls.Certificate) *tls.Config {
+	keys := new(tls.Config) // only its automatic ticket keys are used
 	return &tls.Config{
 		MinVersion:                  tls.VersionTLS12,
 		Certificates:                []tls.Certificate{cert},
-		SessionTicketsDisabled:      true,
 		DynamicRecordSizingDisabled: true,
+		WrapSession: func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+			return keys.EncryptTicket(cs, ss)
+		},
+		UnwrapSession: func(ticket []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+			return keys.DecryptTicket(ticket, cs)
+		},
 	}
+}
+
+// addrSessionCache keys a shared session cache by the dialed address as
+// well, because crypto/tls keys it by ServerName alone when one is set.
+type addrSessionCache struct {
+	addr  string
+	cache tls.ClientSessionCache
+}
+
+func (a addrSessionCache) Get(key string) (*tls.ClientSessionState, bool) {
+	return a.cache.Get(a.addr + " " + key)
+}
+
+func (a addrSessionCache) Put(key string, cs *tls.ClientSessionState) {
+	a.cache.Put(a.addr+" "+key, cs)
 }
 
 // socketControl sets the socket buffers before connect, so that the TCP

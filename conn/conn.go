@@ -133,11 +133,18 @@ func newConn(cfg *Config, eng *Engine, h *handshake, pi *peerInfo, dialer bool) 
 // enrolls the connection on e. ctx and cfg.Timeout (rpc-timeout) bound the
 // whole of it. Errors are *hawser.TransportError; the cause matches ErrAuth,
 // ErrVersionMismatch, a *tls.CertificateVerificationError, or the socket
-// error.
+// error. A TLS session cache in cfg.TLS (ClientTLS has one) is used per
+// addr, so a redial to addr resumes.
 func Dial(ctx context.Context, e *Engine, addr string, cfg *Config) (*Conn, error) {
 	rc, err := cfg.resolved(true)
 	if err != nil {
 		return nil, err
+	}
+	if rc.TLS != nil && rc.TLS.ClientSessionCache != nil {
+		// rc.TLS may be the caller's, shared: key the cache on a clone.
+		t := rc.TLS.Clone()
+		t.ClientSessionCache = addrSessionCache{addr: addr, cache: rc.TLS.ClientSessionCache}
+		rc.TLS = t
 	}
 	ctx, cancel := context.WithTimeout(ctx, rc.Timeout)
 	defer cancel()

@@ -44,7 +44,8 @@ const maxRelays = 256
 // simulation run on one goroutine over a VirtualClock and a MemNetwork.
 //
 // Lock order: Gossip.mu, then any of Subscription.mu, Keyring.mu,
-// saveMu, the clock's and the transport's own locks. A transport never
+// saveMu, the clock's and the transport's own locks (UDPTransport's
+// include its pool's: Connected asks the pool). A transport never
 // holds its lock while it calls the Handler or a done callback, and
 // Transport.Close is never called with mu held (it waits for handlers).
 type Gossip struct {

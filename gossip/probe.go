@@ -10,7 +10,8 @@ import (
 //     round-robin order (with the suspicion piggybacked if it is suspect);
 //  2. no ack within the probe timeout: ask IndirectChecks members to ping
 //     it for us (they nack if they get no answer either), and try the
-//     fallback probe over RPC;
+//     fallback probe over RPC: at once over a connection already open,
+//     else after a grace, if no ack came (fallbackLocked);
 //  3. still no ack at the end of the interval: suspect the member.
 //
 // Both the interval and the timeout are stretched by the local health
@@ -27,15 +28,15 @@ type probeRun struct {
 	nacks         int
 	indirect      bool // the timeout step ran: indirect pings (and the fallback) went out
 	timeout, end  Timer
+	fallback      Timer // the held-back fallback probe (fallbackLocked), or nil
 	endAt         time.Time
 }
 
 func (p *probeRun) stop() {
-	if p.timeout != nil {
-		p.timeout.Stop()
-	}
-	if p.end != nil {
-		p.end.Stop()
+	for _, t := range []Timer{p.timeout, p.end, p.fallback} {
+		if t != nil {
+			t.Stop()
+		}
 	}
 }
 
@@ -124,10 +125,39 @@ func (g *Gossip) probeTimeoutLocked(pr *probeRun) {
 	if g.cfg.DisableRPCFallback {
 		return
 	}
-	// The fallback probe goes with the indirect pings (PROTOCOL.md §5.1)
-	// and has the rest of the interval: the first one to a member pays
-	// for the pool's dial and TLS handshake, so it needs the time most.
-	g.fallbackProbeLocked(pr)
+	g.fallbackLocked(pr)
+}
+
+// fallbackGraceDiv sets the grace of a held-back fallback probe: this
+// fraction of the rest of the interval.
+const fallbackGraceDiv = 5
+
+// fallbackLocked sends the fallback probe with the indirect pings
+// (PROTOCOL.md §5.1) when that is cheap: the transport has a connection to
+// the target open, or does not say (ConnectedTransport). Otherwise the
+// fallback would cost a dial and a TLS handshake, kilobytes against the
+// hundred bytes of a ping, for a probe that one lost datagram usually
+// sent this way and that an indirect ack, two round trips away, usually
+// saves. So it waits a fifth of the rest of the interval (100 ms with the
+// defaults) and is sent only if no ack came by then: a member whose
+// datagrams are all lost still gets it, with four fifths of the time for
+// the dial.
+func (g *Gossip) fallbackLocked(pr *probeRun) {
+	if ct, ok := g.tr.(ConnectedTransport); !ok || ct.Connected(pr.target.addr) {
+		g.fallbackProbeLocked(pr)
+		return
+	}
+	grace := pr.endAt.Sub(g.clock.Now()) / fallbackGraceDiv
+	pr.fallback = g.afterLocked(grace, func() {
+		if g.probe != pr {
+			return // over: its end stops this timer, unless both were due at once
+		}
+		if pr.acked {
+			g.stats.fallbackSkipped.Add(1)
+			return
+		}
+		g.fallbackProbeLocked(pr)
+	})
 }
 
 // fallbackProbeLocked pings the target over RPC (a reliable stream), which

@@ -90,6 +90,13 @@ var handAddrs = map[string]string{"b": "10.0.0.2:7946", "c": "10.0.0.3:7946"}
 func newHandNode(t *testing.T) (*Gossip, *callTransport, *handTimer) {
 	t.Helper()
 	tr := &callTransport{}
+	g, tick := newHandNodeOn(t, tr)
+	return g, tr, tick
+}
+
+// newHandNodeOn is newHandNode on a transport of the test's choice.
+func newHandNodeOn(t *testing.T, tr Transport) (*Gossip, *handTimer) {
+	t.Helper()
 	cfg := Config{NodeID: "a", ClusterKey: testKey, Clock: &handClock{now: time.Unix(1_000_000_000, 0)},
 		Logger: quiet, Seed: 1, PushPullInterval: -1, ReconnectInterval: -1}
 	g, err := New(cfg, tr)
@@ -102,7 +109,7 @@ func newHandNode(t *testing.T) (*Gossip, *callTransport, *handTimer) {
 	for _, id := range []string{"b", "c"} {
 		g.aliveLocked(alive{inc: 1, proto: protoVersion, id: []byte(id), addr: []byte(handAddrs[id])})
 	}
-	return g, tr, g.timers[timerProbe].(*handTimer)
+	return g, g.timers[timerProbe].(*handTimer)
 }
 
 // When a probe's end runs before its timeout (both overdue after a stall,
@@ -181,5 +188,86 @@ func TestProbeUnansweredSuspects(t *testing.T) {
 	}
 	if m, _ := g.Member(target); m.State != StateSuspect {
 		t.Fatalf("%s is %v", target, m.State)
+	}
+}
+
+// connCallTransport is a callTransport that says whether it has a
+// connection open to every member (a ConnectedTransport).
+type connCallTransport struct {
+	*callTransport
+	connected bool
+}
+
+func (c connCallTransport) Connected(string) bool { return c.connected }
+
+// A fallback probe that would dial is held back a fifth of the rest of the
+// interval and sent only if no ack came; over an open connection it goes
+// at once (PROTOCOL.md §5.1).
+func TestFallbackHeldBackWithoutConnection(t *testing.T) {
+	rest := DefaultProbeInterval - DefaultProbeTimeout
+	for _, tc := range []struct {
+		name      string
+		connected bool
+		ack       bool // an indirect ack comes during the grace
+	}{
+		{"connected", true, false},
+		{"dial, no ack", false, false},
+		{"dial, acked meanwhile", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := connCallTransport{&callTransport{}, tc.connected}
+			g, tick := newHandNodeOn(t, tr)
+			tick.fire()
+			g.mu.Lock()
+			pr := g.probe
+			timeout, end := pr.timeout.(*handTimer), pr.end.(*handTimer)
+			g.mu.Unlock()
+			timeout.fire()
+			calls := func() []recordedCall {
+				tr.mu.Lock()
+				defer tr.mu.Unlock()
+				return append([]recordedCall(nil), tr.calls...)
+			}
+			if tc.connected {
+				if c := calls(); len(c) != 1 || c[0].timeout != rest {
+					t.Fatalf("connected: calls %+v; want one at once with %v", c, rest)
+				}
+				g.mu.Lock()
+				held := pr.fallback
+				g.mu.Unlock()
+				if held != nil {
+					t.Fatal("connected: a fallback was held back")
+				}
+				return
+			}
+			if c := calls(); len(c) != 0 {
+				t.Fatalf("a fallback that would dial went at once: %+v", c)
+			}
+			g.mu.Lock()
+			grace := pr.fallback.(*handTimer)
+			if tc.ack {
+				g.ackLocked(pr.seq)
+			}
+			g.mu.Unlock()
+			if want := g.cfg.ProbeTimeout + rest/fallbackGraceDiv; grace.due.Sub(tick.due) != want {
+				t.Fatalf("held back until %v after the tick; want %v", grace.due.Sub(tick.due), want)
+			}
+			grace.fire()
+			st := g.Stats()
+			if tc.ack {
+				if c := calls(); len(c) != 0 || st.FallbackProbes != 0 || st.FallbackSkipped != 1 {
+					t.Fatalf("acked: calls %+v, %d fallback probes, %d skipped; want none, 0, 1", c, st.FallbackProbes, st.FallbackSkipped)
+				}
+			} else {
+				left := rest - rest/fallbackGraceDiv
+				if c := calls(); len(c) != 1 || c[0].timeout != left || st.FallbackProbes != 1 || st.FallbackSkipped != 0 {
+					t.Fatalf("unacked: calls %+v, %d fallback probes, %d skipped; want one with %v, 1, 0", c, st.FallbackProbes, st.FallbackSkipped, left)
+				}
+			}
+			end.fire()
+			if got := g.Stats().Suspected; got != map[bool]int64{true: 0, false: 1}[tc.ack] {
+				t.Fatalf("%d suspected", got)
+			}
+		})
 	}
 }

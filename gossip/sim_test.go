@@ -30,6 +30,9 @@ type sim struct {
 	log [][]Event
 	// sent records the size of every datagram sent, across the nodes.
 	sent sizes
+	// dialing makes every node's transport a ConnectedTransport with no
+	// connection open: every exchange would dial.
+	dialing bool
 }
 
 type sizes struct {
@@ -48,6 +51,11 @@ func (t sizeTransport) WritePacket(addr string, b []byte) error {
 	t.s.largest = max(t.s.largest, len(b))
 	return t.Transport.WritePacket(addr, b)
 }
+
+// dialingTransport reports no connection open to anyone.
+type dialingTransport struct{ Transport }
+
+func (dialingTransport) Connected(string) bool { return false }
 
 func simAddr(i int) string { return fmt.Sprintf("10.0.%d.%d:7911", i/250, i%250+1) }
 func simID(i int) string   { return fmt.Sprintf("n%02d", i) }
@@ -95,7 +103,11 @@ func (s *sim) config(i int) Config {
 // start starts node i (again, after a kill) and subscribes to its events.
 func (s *sim) start(i int) *Gossip {
 	s.t.Helper()
-	g, err := New(s.config(i), sizeTransport{s.net.Transport(simAddr(i)), &s.sent})
+	var tr Transport = sizeTransport{s.net.Transport(simAddr(i)), &s.sent}
+	if s.dialing {
+		tr = dialingTransport{tr}
+	}
+	g, err := New(s.config(i), tr)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -28,8 +28,10 @@ type Stats struct {
 	// also went over RPC (with the indirect pings); FallbackAcks those the
 	// fallback answered before any datagram did: a member that answers
 	// over RPC but not over UDP (a firewall dropping datagrams, a wrong
-	// advertised address) shows up here.
-	Probes, IndirectProbes, FallbackProbes, FallbackAcks int64
+	// advertised address) shows up here. FallbackSkipped counts the
+	// fallback probes held back because they would have dialed, and not
+	// sent because an ack came meanwhile (PROTOCOL.md §5.1).
+	Probes, IndirectProbes, FallbackProbes, FallbackAcks, FallbackSkipped int64
 	// Discoveries counts the push-pulls started because an unknown
 	// member probed this node; Corrections the stale accusations (of this
 	// node, or of a member that left) answered directly to their sender.
@@ -51,6 +53,7 @@ type counters struct {
 	misdirected, unknown, dropped, sendErrors, conflicts atomic.Int64
 	suspected, declaredDead, refutations                 atomic.Int64
 	probes, indirectProbes, fallbackProbes, fallbackAcks atomic.Int64
+	fallbackSkipped                                      atomic.Int64
 	discoveries, corrections                             atomic.Int64
 	events                                               [EventUser + 1]atomic.Int64
 }
@@ -66,7 +69,7 @@ func (g *Gossip) Stats() Stats {
 		DecryptFailures:   c.decryptFailures.Load(), Replayed: c.replayed.Load(), Oversize: c.oversize.Load(),
 		Malformed: c.malformed.Load(), Misdirected: c.misdirected.Load(), Unknown: c.unknown.Load(),
 		Dropped: c.dropped.Load(), SendErrors: c.sendErrors.Load(), Conflicts: c.conflicts.Load(),
-		Probes: c.probes.Load(), IndirectProbes: c.indirectProbes.Load(), FallbackProbes: c.fallbackProbes.Load(), FallbackAcks: c.fallbackAcks.Load(), Discoveries: c.discoveries.Load(), Corrections: c.corrections.Load(),
+		Probes: c.probes.Load(), IndirectProbes: c.indirectProbes.Load(), FallbackProbes: c.fallbackProbes.Load(), FallbackAcks: c.fallbackAcks.Load(), FallbackSkipped: c.fallbackSkipped.Load(), Discoveries: c.discoveries.Load(), Corrections: c.corrections.Load(),
 		Suspected: c.suspected.Load(), DeclaredDead: c.declaredDead.Load(), Refutations: c.refutations.Load(),
 		Events: map[EventKind]int64{},
 	}

@@ -32,6 +32,18 @@ type Transport interface {
 	Close() error
 }
 
+// ConnectedTransport is a Transport that knows what an exchange costs:
+// Connected reports whether an exchange with addr would go over a
+// connection open now, so that it needs no dial and no handshake. It is
+// called with the node's lock held: it must be quick, must not block and
+// must not call the Handler. Gossip holds back a fallback probe that would
+// dial (see PROTOCOL.md §5.1); with a Transport that does not implement
+// it, every exchange counts as cheap. UDPTransport implements it.
+type ConnectedTransport interface {
+	Transport
+	Connected(addr string) bool
+}
+
 // Handler receives a transport's traffic. Its methods may be called
 // concurrently.
 type Handler interface {

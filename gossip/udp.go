@@ -27,7 +27,10 @@ type UDPConfig struct {
 	// method on it, so it must be called before Serve. Required.
 	Server *server.Server
 	// Pool makes the exchanges with other members; any *pool.Pool with
-	// the cluster's TLS and key. Required.
+	// the cluster's TLS and key. Exchanges go over the connections it has
+	// open, and a fallback probe that would make it dial waits for the
+	// indirect acks first (PROTOCOL.md §5.1). Its defaults suit gossip
+	// (README, Gossip, on keepalive and idle timeouts). Required.
 	Pool *pool.Pool
 	// BindAddr and Port are where UDP binds. Default: the server's
 	// listening address, so gossip uses rpc-bind-addr and the rpc-port
@@ -241,6 +244,12 @@ func (t *UDPTransport) WritePacket(addr string, b []byte) error {
 	}
 	_, err = conn.WriteToUDPAddrPort(b, ap)
 	return err
+}
+
+// Connected implements ConnectedTransport: the pool has a connection to
+// addr open (its peer is Up).
+func (t *UDPTransport) Connected(addr string) bool {
+	return t.cfg.Pool.Peer(addr).State() == pool.Up
 }
 
 // Call implements Transport with a hawser RPC call to addr through the pool.

@@ -19,7 +19,8 @@ import (
 //     end too. The implementation's own timers keep running, as they do in
 //     a process whose network is frozen;
 //   - counting: UDP payload bytes and datagrams sent, and stream bytes
-//     sent (push-pull and fallback probes).
+//     sent (push-pull and fallback probes); and on the wire (wire.go), the
+//     bytes and connections of the TCP streams to this node.
 type faults struct {
 	loss float64
 
@@ -27,6 +28,9 @@ type faults struct {
 	rng   *rand.Rand
 
 	udpBytes, udpPackets, streamBytes atomic.Int64
+	// wireTCP counts the bytes, both ways, of the TCP connections made to
+	// this node, as its relay forwarded them; tcpConns the connections.
+	wireTCP, tcpConns atomic.Int64
 
 	stalledNow atomic.Bool // a lock-free hint of stalled
 

@@ -72,6 +72,18 @@ type Result struct {
 	UDPBytesPerNodeS    float64 `json:"udp_bytes_per_node_s"`
 	StreamBytesPerNodeS float64 `json:"stream_bytes_per_node_s"`
 	PacketsPerNodeS     float64 `json:"packets_per_node_s"`
+	// WireBytesPerNodeS is what a node put on the network per second, over
+	// the same window: the UDP payload bytes (as above) plus every byte of
+	// its TCP connections, counted by a relay in front of each node's
+	// listener (wire.go): TLS handshakes and records, hawser's prefaces,
+	// HELLOs, PINGs and GOAWAYs included; not TCP/IP headers. For
+	// memberlist, whose streams are bare TCP, its TCP wire bytes equal its
+	// stream bytes. WireTCPBytesPerNodeS is the TCP part.
+	// TCPConnsPerNodeMin is the TCP connections opened per node per
+	// minute.
+	WireBytesPerNodeS    float64 `json:"wire_bytes_per_node_s"`
+	WireTCPBytesPerNodeS float64 `json:"wire_tcp_bytes_per_node_s"`
+	TCPConnsPerNodeMin   float64 `json:"tcp_conns_per_node_min"`
 	// ConvergeMs is how long the initial cluster took to converge
 	// (Converged), or the time waited for it (a third of the run) if some
 	// node still missed a member then.
@@ -270,6 +282,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	r.StreamBytesPerNodeS = float64(total.streamBytes-base.streamBytes) / window
 	r.PacketsPerNodeS = float64(total.udpPackets-base.udpPackets) / window
 	r.BytesPerNodeS = r.UDPBytesPerNodeS + r.StreamBytesPerNodeS
+	r.WireTCPBytesPerNodeS = float64(total.wireTCP-base.wireTCP) / window
+	r.WireBytesPerNodeS = r.UDPBytesPerNodeS + r.WireTCPBytesPerNodeS
+	r.TCPConnsPerNodeMin = 60 * float64(total.tcpConns-base.tcpConns) / window
 	return r, nil
 }
 
@@ -312,12 +327,14 @@ func (r *recorder) sawAlive(observer, subject string, at time.Time) {
 	}
 }
 
-type counts struct{ udpBytes, udpPackets, streamBytes int64 }
+type counts struct{ udpBytes, udpPackets, streamBytes, wireTCP, tcpConns int64 }
 
 func (c *counts) add(f *faults) {
 	c.udpBytes += f.udpBytes.Load()
 	c.udpPackets += f.udpPackets.Load()
 	c.streamBytes += f.streamBytes.Load()
+	c.wireTCP += f.wireTCP.Load()
+	c.tcpConns += f.tcpConns.Load()
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -34,6 +34,17 @@ func TestSmoke(t *testing.T) {
 			if r.BytesPerNodeS <= 0 || r.UDPBytesPerNodeS <= 0 || r.PacketsPerNodeS <= 0 {
 				t.Fatalf("traffic: %+v", r)
 			}
+			// The join is a push-pull over TCP inside the window.
+			if r.WireTCPBytesPerNodeS <= 0 || r.TCPConnsPerNodeMin <= 0 ||
+				r.WireBytesPerNodeS != r.UDPBytesPerNodeS+r.WireTCPBytesPerNodeS {
+				t.Fatalf("wire: %+v", r)
+			}
+			// memberlist's streams are bare TCP: the relay and the counted
+			// stream bytes see the same bytes, up to the exchanges in flight
+			// at the ends of the window.
+			if impl == "memberlist" && (r.WireTCPBytesPerNodeS < r.StreamBytesPerNodeS/2 || r.WireTCPBytesPerNodeS > r.StreamBytesPerNodeS*3/2) {
+				t.Fatalf("memberlist: %.0f B/node/s through the relays, %.0f counted on its streams", r.WireTCPBytesPerNodeS, r.StreamBytesPerNodeS)
+			}
 		})
 	}
 }

@@ -15,13 +15,15 @@ import (
 
 // hawserDriver runs hawser nodes as a deployment does: per node an RPC
 // server (TLS, cluster key) on a loopback port, a pool, and gossip on UDP
-// on the same port. The pools share one event-loop engine.
+// on the same port. The pools share one event-loop engine; their dials go
+// through the target's relay (wire.go).
 type hawserDriver struct {
 	o    Options
 	rec  *recorder
 	cert *certgen.Pair
 	eng  *conn.Engine
 	key  []byte
+	rs   relays
 }
 
 // frameOverhead is the hawser frame header counted with each exchange
@@ -40,7 +42,15 @@ func newHawserDriver(o Options, rec *recorder) (*hawserDriver, error) {
 	return &hawserDriver{o: o, rec: rec, cert: cert, eng: eng, key: benchKey()}, nil
 }
 
-func (d *hawserDriver) close() { _ = d.eng.Close() }
+func (d *hawserDriver) close() {
+	d.rs.closeAll()
+	_ = d.eng.Close()
+}
+
+// dial is the pools' Dial: conn.Dial through the target's relay.
+func (d *hawserDriver) dial(ctx context.Context, e *conn.Engine, addr string, cfg *conn.Config) (*conn.Conn, error) {
+	return conn.Dial(ctx, e, d.rs.route(addr), cfg)
+}
 
 // hawserConfig is gossip's configuration for the common probe interval p:
 // its defaults are memberlist's DefaultLANConfig at p = 1s, and every timer
@@ -64,6 +74,7 @@ func hawserConfig(p time.Duration) gossip.Config {
 type hawserNode struct {
 	id   string
 	f    *faults
+	rel  *relay
 	srv  *server.Server
 	pool *pool.Pool
 	g    *gossip.Gossip
@@ -80,7 +91,7 @@ func (d *hawserDriver) start(i int, seed string) (node, error) {
 		return nil, err
 	}
 	p, err := pool.New(pool.Config{Conn: conn.Config{TLS: conn.ClientTLS("", nil), ClusterKey: d.key, NodeID: id},
-		Engine: d.eng, Logger: quiet})
+		Engine: d.eng, Dial: d.dial, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +102,18 @@ func (d *hawserDriver) start(i int, seed string) (node, error) {
 	}
 	go func() { _ = srv.Serve(context.Background()) }()
 	<-srv.Ready()
+	a := srv.Addr()
+	if a == nil {
+		_ = p.Close()
+		return nil, fmt.Errorf("gossipbench: node %s is not listening", id)
+	}
+	rel, err := newRelay(a.String(), &f.wireTCP, &f.tcpConns)
+	if err != nil {
+		_ = srv.Close()
+		_ = p.Close()
+		return nil, err
+	}
+	d.rs.add(a.String(), rel) // gossip advertises the server's address
 	cfg := hawserConfig(d.o.ProbeInterval)
 	cfg.NodeID, cfg.ClusterKey, cfg.Logger = id, d.key, quiet
 	cfg.Seed = uint64(d.o.Seed)*1000 + uint64(i) + 1
@@ -103,7 +126,7 @@ func (d *hawserDriver) start(i int, seed string) (node, error) {
 		_ = p.Close()
 		return nil, err
 	}
-	n := &hawserNode{id: id, f: f, srv: srv, pool: p, g: g, sub: g.Subscribe(1 << 16), done: make(chan struct{})}
+	n := &hawserNode{id: id, f: f, rel: rel, srv: srv, pool: p, g: g, sub: g.Subscribe(1 << 16), done: make(chan struct{})}
 	go n.read(d.rec)
 	return n, nil
 }
@@ -127,6 +150,7 @@ func (n *hawserNode) faults() *faults { return n.f }
 func (n *hawserNode) alive() int      { return n.g.NumAlive() }
 
 func (n *hawserNode) kill() {
+	n.rel.stop()       // first: a dial to a dead node is refused
 	_ = n.g.Shutdown() // closes the subscription and the transport
 	<-n.done
 	_ = n.srv.Close()
@@ -166,6 +190,12 @@ func (t *faultyTransport) Call(addr string, req []byte, timeout time.Duration, d
 		}
 	}
 	return t.inner.Call(addr, req, timeout, done)
+}
+
+// Connected passes the inner transport's answer on (gossip.ConnectedTransport).
+func (t *faultyTransport) Connected(addr string) bool {
+	ct, ok := t.inner.(gossip.ConnectedTransport)
+	return !ok || ct.Connected(addr)
 }
 
 func (t *faultyTransport) Close() error { return t.inner.Close() }

@@ -15,18 +15,20 @@ import (
 
 // memberlistDriver runs hashicorp/memberlist v0.6.0 nodes on loopback, each
 // on its own NetTransport wrapped by faultyMLTransport, encrypted with a
-// 32-byte key (AES-256-GCM, as hawser's packets are).
+// 32-byte key (AES-256-GCM, as hawser's packets are). Stream dials go
+// through the target's relay (wire.go), as hawser's do.
 type memberlistDriver struct {
 	o   Options
 	rec *recorder
 	key []byte
+	rs  relays
 }
 
 func newMemberlistDriver(o Options, rec *recorder) *memberlistDriver {
 	return &memberlistDriver{o: o, rec: rec, key: benchKey()}
 }
 
-func (d *memberlistDriver) close() {}
+func (d *memberlistDriver) close() { d.rs.closeAll() }
 
 // memberlistConfig is DefaultLANConfig scaled to the probe interval p. The
 // LAN defaults are for p = 1s; with s = p / 1s:
@@ -59,9 +61,10 @@ func memberlistConfig(p time.Duration) *memberlist.Config {
 }
 
 type mlNode struct {
-	id string
-	f  *faults
-	m  *memberlist.Memberlist
+	id  string
+	f   *faults
+	rel *relay
+	m   *memberlist.Memberlist
 }
 
 func (d *memberlistDriver) start(i int, seed string) (node, error) {
@@ -72,11 +75,19 @@ func (d *memberlistDriver) start(i int, seed string) (node, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := newFaultyMLTransport(nt, f)
+	port := nt.GetAutoBindPort()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	rel, err := newRelay(addr, &f.wireTCP, &f.tcpConns)
+	if err != nil {
+		_ = nt.Shutdown()
+		return nil, err
+	}
+	d.rs.add(addr, rel)
+	tr := newFaultyMLTransport(nt, f, &d.rs)
 	c := memberlistConfig(d.o.ProbeInterval)
 	c.Name = id
 	c.BindAddr, c.AdvertiseAddr = "127.0.0.1", "127.0.0.1"
-	c.BindPort, c.AdvertisePort = nt.GetAutoBindPort(), nt.GetAutoBindPort()
+	c.BindPort, c.AdvertisePort = port, port
 	c.SecretKey = d.key
 	c.Transport = tr
 	c.LogOutput = io.Discard
@@ -92,13 +103,16 @@ func (d *memberlistDriver) start(i int, seed string) (node, error) {
 			return nil, err
 		}
 	}
-	return &mlNode{id: id, f: f, m: m}, nil
+	return &mlNode{id: id, f: f, rel: rel, m: m}, nil
 }
 
 func (n *mlNode) name() string    { return n.id }
 func (n *mlNode) faults() *faults { return n.f }
 func (n *mlNode) alive() int      { return n.m.NumMembers() }
-func (n *mlNode) kill()           { _ = n.m.Shutdown() }
+func (n *mlNode) kill() {
+	n.rel.stop() // first: a dial to a dead node is refused
+	_ = n.m.Shutdown()
+}
 func (n *mlNode) addr() string {
 	ln := n.m.LocalNode()
 	return net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
@@ -121,6 +135,7 @@ func (e *mlEvents) NotifyUpdate(n *memberlist.Node) {}
 type faultyMLTransport struct {
 	inner   *memberlist.NetTransport
 	f       *faults
+	rs      *relays // stream dials go through the target's relay
 	packets chan *memberlist.Packet
 	streams chan net.Conn
 	// stop ends deliveries to memberlist; innerDone, closed once the
@@ -133,8 +148,8 @@ type faultyMLTransport struct {
 
 var _ memberlist.NodeAwareTransport = (*faultyMLTransport)(nil)
 
-func newFaultyMLTransport(inner *memberlist.NetTransport, f *faults) *faultyMLTransport {
-	t := &faultyMLTransport{inner: inner, f: f, packets: make(chan *memberlist.Packet),
+func newFaultyMLTransport(inner *memberlist.NetTransport, f *faults, rs *relays) *faultyMLTransport {
+	t := &faultyMLTransport{inner: inner, f: f, rs: rs, packets: make(chan *memberlist.Packet),
 		streams: make(chan net.Conn), stop: make(chan struct{}), innerDone: make(chan struct{})}
 	t.wg.Add(2)
 	go t.forwardPackets()
@@ -236,7 +251,7 @@ func (t *faultyMLTransport) DialTimeout(addr string, timeout time.Duration) (net
 
 func (t *faultyMLTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
 	t.f.wait()
-	c, err := t.inner.DialAddressTimeout(a, timeout)
+	c, err := t.inner.DialAddressTimeout(memberlist.Address{Addr: t.rs.route(a.Addr), Name: a.Name}, timeout)
 	if err != nil {
 		return nil, err
 	}

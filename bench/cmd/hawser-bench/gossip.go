@@ -86,14 +86,17 @@ func medianGossip(rs []gossipbench.Result) *gossipbench.Result {
 
 func printGossip(w io.Writer, o *options, rows []any) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "impl\tnodes\tloss\tstall ms\tdetect p50 ms\tdetect p99 ms\tundetected\tjoin ms\tfalse positives\tbytes/node/s\tpackets/node/s\t\n")
+	fmt.Fprintf(tw, "impl\tnodes\tloss\tstall ms\tdetect p50 ms\tdetect p99 ms\tundetected\tjoin ms\tfalse positives\tcounted B/node/s\twire B/node/s\t(UDP + TCP)\ttcp conns/node/min\tpackets/node/s\t\n")
 	for _, r := range rows {
 		x := r.(*gossipbench.Result)
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%d\t%.0f\t%d\t%.0f\t%.1f\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%d\t%.0f\t%d\t%.0f\t%.0f\t(%.0f + %.0f)\t%.2f\t%.1f\t\n",
 			x.Impl, x.Nodes, x.Loss, x.StallMs, x.DetectP50Ms, x.DetectP99Ms, x.Undetected, x.JoinMs,
-			x.FalsePositives, x.BytesPerNodeS, x.PacketsPerNodeS)
+			x.FalsePositives, x.BytesPerNodeS, x.WireBytesPerNodeS, x.UDPBytesPerNodeS, x.WireTCPBytesPerNodeS,
+			x.TCPConnsPerNodeMin, x.PacketsPerNodeS)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\n%d node(s) on loopback UDP in one process; one node killed, one stalled (--stall), one joined; %d round(s).\n",
 		o.nodes, o.rounds)
+	fmt.Fprintf(w, "counted: the protocol's own bytes (datagrams, push-pull and probe payloads). wire: every UDP payload\n"+
+		"and TCP byte, TLS handshakes, records and keepalives included (not TCP/IP headers).\n")
 }
