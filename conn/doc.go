@@ -71,6 +71,11 @@
 // and an item returned by Stream.Recv belong to the caller. Bytes passed
 // to Call or ServerStream.Send are copied before the function returns.
 //
+// Direct writes and a poller's reads are raw system calls: unlike net's
+// own I/O they give the race detector no happens-before edge through the
+// socket, so a test that relies on one (a handler's write seen by the
+// caller after the reply, in one process) must synchronize itself.
+//
 // Lock order: Conn.mu, then the write queue's mutex, then a stream's mutex.
 // The writer encrypts with no hawser lock held; crypto/tls's output lock
 // comes before the transport's output mutex, which is innermost.
