@@ -7,6 +7,7 @@ require (
 	github.com/hawser-rpc/hawser v0.0.0
 	github.com/lesismal/arpc v1.2.9
 	github.com/schollz/progressbar/v3 v3.19.0
+	golang.org/x/term v0.46.0
 	gonum.org/v1/plot v0.16.0
 	google.golang.org/grpc v1.85.0
 )
@@ -36,7 +37,6 @@ require (
 	golang.org/x/image v0.25.0 // indirect
 	golang.org/x/mod v0.41.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
-	golang.org/x/term v0.46.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/tools v0.49.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect

@@ -121,11 +121,11 @@ func (p *pollSock) readLoop() {
 			buf = getReadBuf(chunkSize)
 			for {
 				n, rerr = rawRead(int(fd), *buf)
-				if rerr != unix.EINTR {
+				if !errors.Is(rerr, unix.EINTR) {
 					break
 				}
 			}
-			if rerr == unix.EAGAIN {
+			if errors.Is(rerr, unix.EAGAIN) {
 				putReadBuf(buf)
 				buf = nil
 				return false // wait until readable
