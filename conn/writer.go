@@ -421,17 +421,7 @@ func (c *Conn) flush() {
 	}
 	q := &c.wq
 	q.mu.Lock()
-	if q.direct {
-		// A goroutine is writing. It takes what is queued and, on leaving,
-		// schedules a flush if frames remain, a drain is watched or a close
-		// started; what else needs this flush is parked outcomes and a
-		// pause to lift. (gnet holds nothing: direct writes need that.)
-		// A flush that was asked for (scheduled) is handed over too.
-		if q.scheduled || len(q.outbox[0])+len(q.outbox[1]) > 0 || c.paused {
-			q.scheduled = false
-			q.wantFlush = true
-		}
-		q.mu.Unlock()
+	if c.leaveToDirectLocked() {
 		return
 	}
 	q.mu.Unlock()
@@ -444,13 +434,7 @@ func (c *Conn) flush() {
 		c.sendParked()
 		q.mu.Lock()
 	}
-	if q.direct {
-		// A goroutine became the writer meanwhile (q.mu was released).
-		if q.scheduled || len(q.outbox[0])+len(q.outbox[1]) > 0 || c.paused {
-			q.scheduled = false
-			q.wantFlush = true
-		}
-		q.mu.Unlock()
+	if c.leaveToDirectLocked() { // a goroutine became the writer while q.mu was released
 		return
 	}
 	q.scheduled = false
@@ -518,6 +502,26 @@ func (c *Conn) flush() {
 			_ = syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR)
 		}
 	}
+}
+
+// leaveToDirectLocked, in flush with c.wq.mu held, reports whether a
+// goroutine is the writer; if so it unlocks c.wq.mu and the flush ends.
+// That writer takes what is queued and, on leaving, schedules a flush if
+// frames remain, a drain is watched or a close started; what else needs
+// this flush (a flush that was asked for, parked outcomes, a pause to
+// lift) is handed over through wantFlush. gnet holds nothing: direct
+// writes need that.
+func (c *Conn) leaveToDirectLocked() bool {
+	q := &c.wq
+	if !q.direct {
+		return false
+	}
+	if q.scheduled || len(q.outbox[0])+len(q.outbox[1]) > 0 || c.paused {
+		q.scheduled = false
+		q.wantFlush = true
+	}
+	q.mu.Unlock()
+	return true
 }
 
 // noteProgress records, on the loop, whether gnet wrote anything since the
