@@ -3,7 +3,6 @@ package conn
 import (
 	"bytes"
 	"context"
-	"sync"
 	"testing"
 )
 
@@ -50,23 +49,7 @@ func TestConcurrentCallsBatchOnLoop(t *testing.T) {
 	srv := startServer(t, r, nil)
 	c := dialTest(t, newClientEngine(t), srv.addr(), nil)
 	const callers, each = 32, 100
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for range callers {
-		wg.Go(func() {
-			for range each {
-				if _, err := c.Call(context.Background(), m, pattern(64)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	echoConcurrently(t, c, m, pattern(64), callers, each)
 	if n := c.directWrites.Load(); n > callers*each/4 {
 		t.Fatalf("%d callers made %d direct writes for %d calls; want most batched by the loop", callers, n, callers*each)
 	}

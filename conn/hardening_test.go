@@ -563,25 +563,5 @@ func TestInlineLargeRepliesNotSlowReader(t *testing.T) {
 	// twice the mark and closed the dialer past 2 MiB of input (without
 	// the race detector, which slows the dialer too much to get there).
 	const callers, each = 256, 8
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for range callers {
-		wg.Go(func() {
-			for range each {
-				resp, err := c.Call(context.Background(), echo, payload)
-				if err == nil && !bytes.Equal(resp, payload) {
-					err = errors.New("wrong echo")
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	echoConcurrently(t, c, echo, payload, callers, each)
 }

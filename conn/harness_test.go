@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -261,4 +262,31 @@ func echoRoute(mode Mode) *Route {
 	return &Route{Mode: mode, Unary: func(_ context.Context, r *Request) ([]byte, error) {
 		return r.Payload, nil
 	}}
+}
+
+// echoConcurrently makes callers goroutines call m on c each times with
+// payload, checks every echo, and fails the test on the first error.
+func echoConcurrently(t *testing.T, c *Conn, m uint64, payload []byte, callers, each int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Go(func() {
+			for range each {
+				resp, err := c.Call(context.Background(), m, payload)
+				if err == nil && !bytes.Equal(resp, payload) {
+					err = errors.New("wrong echo")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 }
