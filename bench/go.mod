@@ -3,7 +3,9 @@ module github.com/hawser-rpc/hawser/bench
 go 1.26.0
 
 require (
+	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/memberlist v0.6.0
+	github.com/hashicorp/raft v1.8.0
 	github.com/hawser-rpc/hawser v0.0.0
 	github.com/lesismal/arpc v1.2.9
 	github.com/schollz/progressbar/v3 v3.19.0
@@ -20,15 +22,18 @@ require (
 	github.com/ajstarks/svgo v0.0.0-20211024235047-1546f124cd8b // indirect
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/campoy/embedmd v1.0.0 // indirect
+	github.com/fatih/color v1.13.0 // indirect
 	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0 // indirect
 	github.com/google/btree v1.1.3 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect
 	github.com/hashicorp/go-immutable-radix v1.3.1 // indirect
-	github.com/hashicorp/go-metrics v0.6.0 // indirect
+	github.com/hashicorp/go-metrics v0.7.0 // indirect
 	github.com/hashicorp/go-msgpack/v2 v2.1.5 // indirect
 	github.com/hashicorp/go-multierror v1.1.1 // indirect
 	github.com/hashicorp/go-sockaddr v1.0.7 // indirect
-	github.com/hashicorp/golang-lru v0.5.0 // indirect
+	github.com/hashicorp/golang-lru v1.0.2 // indirect
+	github.com/mattn/go-colorable v0.1.12 // indirect
+	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/miekg/dns v1.1.72 // indirect
 	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
@@ -59,3 +64,9 @@ require (
 )
 
 replace github.com/hawser-rpc/hawser => ../
+
+// hashicorp/raft v1.8.0 (the root module's, and the raft scenario's) requires
+// go-metrics v0.7.0, which dropped the compat package that memberlist v0.6.0
+// (the gossip scenario's baseline) imports. raft builds against v0.6.0 as it
+// is; both only ever send to go-metrics' default blackhole sink here.
+replace github.com/hashicorp/go-metrics => github.com/hashicorp/go-metrics v0.6.0
