@@ -5,7 +5,7 @@ GOLANGCI_VERSION := v2.15.0
 FUZZTIME ?= 30s
 BIN := $(CURDIR)/bin
 
-.PHONY: all test test-lib test-bench-module stress bench bench-go fuzz lint tidy demo clean FORCE
+.PHONY: all test test-lib test-bench-module stress bench bench-raft bench-go fuzz lint tidy demo clean FORCE
 
 all: test
 
@@ -41,6 +41,17 @@ bench: $(BIN)/hawser-bench
 	  $(BENCH_FLAGS) --json bench/results/unary-conc256.json --plot bench/results/unary-conc256.png
 	$(BIN)/hawser-bench --scenario stream --impl hawser,grpc,raw --size 64 --conc 1,8 --gomaxprocs 2 \
 	  $(BENCH_FLAGS) --json bench/results/stream.json --plot bench/results/stream.png
+
+## bench-raft: three hashicorp/raft voters in one process over hawser's raft transport, raft's
+## NetworkTransport over TLS 1.3 and over TCP, and its InmemTransport (the ceiling): applies/s,
+## commit latency, CPU and allocations per apply, heartbeat RTT under load, and a 64 MiB
+## InstallSnapshot (72 runs + 12 snapshots, about 7 minutes; table on stdout, JSON in
+## bench/results/raft.json).
+RAFT_IMPLS ?= hawser,net-tls,net-tcp,inmem
+bench-raft: $(BIN)/hawser-bench
+	mkdir -p bench/results
+	$(BIN)/hawser-bench --scenario raft --impl $(RAFT_IMPLS) --size 100,4096 --conc 1,16,64 \
+	  --duration 3s --warmup 1s --rounds 3 --json bench/results/raft.json
 
 $(BIN)/hawser-bench: FORCE
 	cd bench && $(GO) build -o $(BIN)/hawser-bench ./cmd/hawser-bench

@@ -11,8 +11,11 @@
 // time, allocation counts and context switches around the measured window.
 // Implementations and GOMAXPROCS settings are interleaved round by round
 // (A1 B1 A2 B2, A1 B1 A2 B2) so that machine drift hits all of them alike,
-// and each figure reported is the median over --rounds. Other scenarios (gossip) run in
-// process; see scenarios.go to add one.
+// and each figure reported is the median over --rounds. Other scenarios run in
+// process: gossip (gossip.go) and raft (raft.go); see scenarios.go to add one.
+//
+//	hawser-bench --scenario raft --impl hawser,net-tls,net-tcp,inmem --size 100,4096 \
+//	    --conc 1,16,64 --duration 3s --warmup 1s --rounds 3 --json raft.json
 package main
 
 import (

@@ -72,6 +72,60 @@ func TestRunnerEndToEnd(t *testing.T) {
 	}
 }
 
+// A tiny raft run through the real runner: every implementation at one
+// point, one round, a small snapshot; the table's columns and the JSON
+// fields the scenario documents.
+func TestRunnerRaft(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "raft.json")
+	impls := raftImpls()
+	args := []string{"--scenario", "raft", "--impl", strings.Join(impls, ","), "--size", "100", "--conc", "2",
+		"--duration", "300ms", "--warmup", "100ms", "--rounds", "1", "--snapshot-size", "1048576", "--json", out}
+	var stdout, stderr bytes.Buffer
+	if err := runCLI(args, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	t.Logf("\n%s", stdout.String())
+	header, _, _ := strings.Cut(stdout.String(), "\n")
+	for _, col := range []string{"impl", "ops/s", "vs inmem", "p99 µs", "cpu µs/op", "allocs/op", "hb p99 µs", "snapshot ms"} {
+		if !strings.Contains(header, col) {
+			t.Fatalf("table header lacks %q: %s", col, header)
+		}
+	}
+	rows := readRows(t, out)
+	if len(rows) != len(impls) {
+		t.Fatalf("%d JSON lines for %d implementations", len(rows), len(impls))
+	}
+	var heartbeats float64
+	for i, row := range rows {
+		for _, k := range []string{"scenario", "impl", "size", "conc", "ops_s", "p50_us", "p99_us", "cpu_us_per_op",
+			"allocs_per_op", "hb_p50_us", "hb_p99_us", "hb_max_us", "snapshot_ms"} {
+			if _, ok := row[k]; !ok {
+				t.Fatalf("JSON line lacks %q: %v", k, row)
+			}
+		}
+		if row["scenario"] != "raft" || row["impl"] != impls[i] || row["size"].(float64) != 100 || row["conc"].(float64) != 2 {
+			t.Errorf("row %d: %v", i, row)
+		}
+		for _, k := range []string{"ops_s", "p50_us", "p99_us", "cpu_us_per_op", "allocs_per_op", "snapshot_ms"} {
+			if row[k].(float64) <= 0 {
+				t.Errorf("%s: %s = %v", impls[i], k, row[k])
+			}
+		}
+		if row["impl"] == "inmem" && row["ops_vs_inmem"] != 1.0 {
+			t.Errorf("inmem against itself: %v", row["ops_vs_inmem"])
+		}
+		heartbeats += row["hb_count"].(float64)
+		if row["hb_count"].(float64) > 0 && row["hb_p99_us"].(float64) <= 0 {
+			t.Errorf("%s: heartbeats without a p99: %v", impls[i], row)
+		}
+	}
+	// A heartbeat goes to each follower every 100-200ms: a 300ms window
+	// holds a few per run.
+	if heartbeats == 0 {
+		t.Error("no heartbeat timed in any run")
+	}
+}
+
 // A matrix of two GOMAXPROCS settings through the real runner, pinned when
 // the machine allows: a row per implementation and setting, labelled, with
 // the cores and the context switches per call of both processes.

@@ -41,7 +41,10 @@ type options struct {
 	nodes      int
 	loss       float64
 	stall      time.Duration
-	set        map[string]bool // flags given on the command line
+	// snapshotSize is the raft scenario's InstallSnapshot size in bytes
+	// (0: not measured).
+	snapshotSize int64
+	set          map[string]bool // flags given on the command line
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -65,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.nodes, "nodes", 64, "gossip: cluster size")
 	fs.Float64Var(&o.loss, "loss", 0, "gossip: packet loss probability")
 	fs.DurationVar(&o.stall, "stall", 0, "gossip: stall one healthy node this long")
+	fs.Int64Var(&o.snapshotSize, "snapshot-size", 64<<20, "raft: bytes of the InstallSnapshot timed once per implementation per round (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
