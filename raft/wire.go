@@ -32,7 +32,7 @@ import (
 // refuses any other value.
 const wireVersion = 1
 
-// Decoding limits (PROTOCOL.md, "Decoding rules").
+// Decoding limits (PROTOCOL.md, "Decoding rules and limits").
 const (
 	// minEntryLen is the smallest encoding of one log entry: Index, Term,
 	// Type, Data, Extensions and AppendedAt, one byte each. An entry count is
@@ -332,8 +332,9 @@ func appendError(dst []byte, code ErrorCode, msg string) []byte {
 // --- decoding ----------------------------------------------------------------
 
 // decoder reads the fields of one message in order. The first failure is kept
-// in err and makes every later read return a zero value, so a decode function
-// reads all its fields and checks once.
+// in err, so a decode function reads all its fields and checks once. Reads
+// after a failure stay within bounds and allocate nothing; their values are
+// thrown away with the message.
 type decoder struct {
 	b     []byte
 	off   int
