@@ -116,6 +116,22 @@ func (pe *Peer) OpenStream(ctx context.Context, method uint64, req []byte, opts 
 	}
 }
 
+// Conn returns one of the peer's open connections, dialing one if needed, as
+// Call would pick it, for a sequence of calls that must share a connection:
+// a pipeline whose replies are consumed in send order, or the chunks of one
+// transfer. The pool still owns the connection and may close it (idle,
+// MarkDead, Close); the caller must not close it, and sees its end through
+// the calls' errors or Done. A parked or backing-off peer fails at once with
+// an error matching ErrPeerUnavailable.
+func (pe *Peer) Conn(ctx context.Context) (*conn.Conn, error) {
+	c, err := pe.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pe.unpick(c)
+	return c, nil
+}
+
 // conn returns a connection for a call: the least loaded one that is not
 // draining, dialing when there is none. But while a connection younger
 // than StableAfter is draining, it waits for that connection to close

@@ -1,0 +1,278 @@
+package raft
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	hraft "github.com/hashicorp/raft"
+)
+
+// Clusters of raft.NewRaft over hawser transports on loopback TLS.
+
+// testFSM records the commands it applies; its snapshot is the list of
+// commands plus an optional blob (to make snapshots large).
+type testFSM struct {
+	mu      sync.Mutex
+	applied [][]byte
+	seen    map[string]bool
+	blob    []byte // included in snapshots
+}
+
+func newFSM() *testFSM { return &testFSM{seen: map[string]bool{}} }
+
+func (f *testFSM) Apply(l *hraft.Log) any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := bytes.Clone(l.Data)
+	f.applied = append(f.applied, d)
+	f.seen[string(d)] = true
+	return len(f.applied)
+}
+
+func (f *testFSM) has(d []byte) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.seen[string(d)]
+}
+
+func (f *testFSM) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.applied)
+}
+
+func (f *testFSM) Snapshot() (hraft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &fsmSnap{applied: append([][]byte(nil), f.applied...), blob: f.blob}, nil
+}
+
+// Restore reads what Persist wrote: a count, the commands, the blob.
+func (f *testFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var n uint64
+	if err := binary.Read(rc, binary.BigEndian, &n); err != nil {
+		return err
+	}
+	applied := make([][]byte, 0, n)
+	seen := map[string]bool{}
+	for i := uint64(0); i < n; i++ {
+		var l uint32
+		if err := binary.Read(rc, binary.BigEndian, &l); err != nil {
+			return err
+		}
+		d := make([]byte, l)
+		if _, err := io.ReadFull(rc, d); err != nil {
+			return err
+		}
+		applied = append(applied, d)
+		seen[string(d)] = true
+	}
+	blob, err := io.ReadAll(rc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.applied, f.seen, f.blob = applied, seen, blob
+	f.mu.Unlock()
+	return nil
+}
+
+type fsmSnap struct {
+	applied [][]byte
+	blob    []byte
+}
+
+func (s *fsmSnap) Persist(sink hraft.SnapshotSink) error {
+	var hdr [8]byte
+	binary.BigEndian.PutUint64(hdr[:], uint64(len(s.applied)))
+	if _, err := sink.Write(hdr[:]); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	for _, d := range s.applied {
+		var l [4]byte
+		binary.BigEndian.PutUint32(l[:], uint32(len(d)))
+		if _, err := sink.Write(l[:]); err != nil {
+			_ = sink.Cancel()
+			return err
+		}
+		if _, err := sink.Write(d); err != nil {
+			_ = sink.Cancel()
+			return err
+		}
+	}
+	if _, err := sink.Write(s.blob); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnap) Release() {}
+
+// rnode is a raft server on a hawser node.
+type rnode struct {
+	*node
+	id    hraft.ServerID
+	raft  *hraft.Raft
+	fsm   *testFSM
+	logs  hraft.LogStore
+	snaps hraft.SnapshotStore
+}
+
+type clusterOpts struct {
+	node  nodeOpts
+	raft  func(*hraft.Config)
+	logs  func(i int, s hraft.LogStore) hraft.LogStore // wraps a node's log store
+	voter func(i int) bool                             // which nodes the bootstrap names (default all)
+}
+
+func raftConfig(id hraft.ServerID) *hraft.Config {
+	c := hraft.DefaultConfig()
+	c.LocalID = id
+	c.HeartbeatTimeout = 250 * time.Millisecond
+	c.ElectionTimeout = 500 * time.Millisecond
+	c.LeaderLeaseTimeout = 200 * time.Millisecond
+	c.CommitTimeout = 5 * time.Millisecond
+	c.Logger = hclog.NewNullLogger()
+	return c
+}
+
+type cluster struct {
+	t     *testing.T
+	nodes []*rnode
+}
+
+func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
+	t.Helper()
+	c := &cluster{t: t}
+	var servers []hraft.Server
+	for i := 0; i < n; i++ {
+		c.nodes = append(c.nodes, c.startNode(i, o))
+		if o.voter == nil || o.voter(i) {
+			servers = append(servers, hraft.Server{ID: c.nodes[i].id, Address: c.nodes[i].addr})
+		}
+	}
+	if err := c.nodes[0].raft.BootstrapCluster(hraft.Configuration{Servers: servers}).Error(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// startNode starts node i (not part of any configuration yet).
+func (c *cluster) startNode(i int, o clusterOpts) *rnode {
+	t := c.t
+	t.Helper()
+	rn := &rnode{node: newNode(t, o.node), id: hraft.ServerID(fmt.Sprintf("n%d", i)), fsm: newFSM()}
+	store := hraft.NewInmemStore()
+	rn.logs = store
+	if o.logs != nil {
+		rn.logs = o.logs(i, store)
+	}
+	rn.snaps = hraft.NewInmemSnapshotStore()
+	cfg := raftConfig(rn.id)
+	if o.raft != nil {
+		o.raft(cfg)
+	}
+	r, err := hraft.NewRaft(cfg, rn.fsm, rn.logs, store, rn.snaps, rn.tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn.raft = r
+	t.Cleanup(func() {
+		_ = r.Shutdown().Error()
+		rn.stop()
+	})
+	return rn
+}
+
+// leader waits for a leader among the nodes that are up and returns it.
+func (c *cluster) leader(d time.Duration, up ...*rnode) *rnode {
+	c.t.Helper()
+	if len(up) == 0 {
+		up = c.nodes
+	}
+	var l *rnode
+	waitFor(c.t, d, "a leader", func() bool {
+		for _, n := range up {
+			if n.raft.State() == hraft.Leader {
+				l = n
+				return true
+			}
+		}
+		return false
+	})
+	return l
+}
+
+func (c *cluster) others(not *rnode) []*rnode {
+	var out []*rnode
+	for _, n := range c.nodes {
+		if n != not {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// applyN applies n commands "<prefix>-<i>" on l from conc goroutines and
+// returns those acknowledged (their futures returned nil).
+func applyN(t *testing.T, l *hraft.Raft, prefix string, n, conc int) [][]byte {
+	t.Helper()
+	var mu sync.Mutex
+	var acked [][]byte
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	var firstErr error
+	for g := 0; g < conc; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				d := []byte(fmt.Sprintf("%s-%d", prefix, i))
+				err := l.Apply(d, 10*time.Second).Error()
+				mu.Lock()
+				if err == nil {
+					acked = append(acked, d)
+				} else if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		t.Logf("applies failed (first): %v", firstErr)
+	}
+	return acked
+}
+
+// converged waits until every node in ns has applied every command in want.
+func converged(t *testing.T, d time.Duration, ns []*rnode, want [][]byte) {
+	t.Helper()
+	for _, n := range ns {
+		waitFor(t, d, fmt.Sprintf("%s applied %d commands", n.id, len(want)), func() bool {
+			for _, w := range want {
+				if !n.fsm.has(w) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}
+
+var errInjected = errors.New("injected")
