@@ -45,7 +45,7 @@ bench: $(BIN)/hawser-bench
 ## bench-raft: three hashicorp/raft voters in one process over hawser's raft transport, raft's
 ## NetworkTransport over TLS 1.3 and over TCP, and its InmemTransport (the ceiling): applies/s,
 ## commit latency, CPU and allocations per apply, heartbeat RTT under load, and a 64 MiB
-## InstallSnapshot (72 runs + 12 snapshots, about 7 minutes; table on stdout, JSON in
+## InstallSnapshot (72 runs + 12 snapshots: 6.5 minutes on 2 cores; table on stdout, JSON in
 ## bench/results/raft.json).
 RAFT_IMPLS ?= hawser,net-tls,net-tcp,inmem
 bench-raft: $(BIN)/hawser-bench
