@@ -22,6 +22,9 @@ type call struct {
 	resp   []byte
 	err    error
 	stream *Stream
+	// then, if set (GoFunc), runs once the call is complete, on the
+	// goroutine that completed it (closes is set).
+	then func()
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -37,6 +40,9 @@ func (cl *call) complete(resp []byte, err error) {
 	cl.resp, cl.err = resp, err
 	if cl.closes {
 		close(cl.done)
+		if cl.then != nil {
+			cl.then()
+		}
 	} else {
 		cl.done <- struct{}{}
 	}
@@ -99,6 +105,45 @@ func (c *Conn) Go(ctx context.Context, method uint64, req []byte, opts ...hawser
 	}
 	f := &Future{c: c, cl: cl}
 	f.stop = context.AfterFunc(ctx, func() { f.cancel(ctx.Err()) })
+	return f, nil
+}
+
+// GoFunc is Go with a callback: then runs exactly once when the call
+// completes, fails or is cancelled, on the goroutine that completed it —
+// often the connection's event loop — so it must not block and must not
+// call into the connection; it may read the Future's result with Wait,
+// which then returns at once. It saves the goroutine hop of a waiter on
+// Done (a pipeline that hands replies on in send order).
+func (c *Conn) GoFunc(ctx context.Context, method uint64, req []byte, then func(*Future), opts ...hawser.CallOption) (*Future, error) {
+	o := hawser.Apply(opts)
+	cl := &call{done: make(chan struct{}), closes: true}
+	f := &Future{c: c, cl: cl}
+	// then runs where the call completes, unless that is before GoFunc
+	// has armed it (set f.stop): then GoFunc runs it before returning.
+	var mu sync.Mutex
+	var fired, armed bool
+	cl.then = func() {
+		mu.Lock()
+		fired = true
+		run := armed
+		mu.Unlock()
+		if run {
+			f.stop()
+			then(f)
+		}
+	}
+	if err := c.start(ctx, cl, method, req, &o, 0); err != nil {
+		return nil, err
+	}
+	f.stop = context.AfterFunc(ctx, func() { f.cancel(ctx.Err()) })
+	mu.Lock()
+	armed = true
+	early := fired
+	mu.Unlock()
+	if early {
+		f.stop()
+		then(f)
+	}
 	return f, nil
 }
 

@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"errors"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -131,5 +132,78 @@ func TestKeptPayloadNotRecycled(t *testing.T) {
 			}
 		}
 		mu.Unlock()
+	}
+}
+
+// GoFunc's callback runs exactly once per call, after the call completed,
+// whether it succeeded, was cancelled or its connection closed; a call
+// that cannot start returns the error and never runs it.
+func TestGoFuncCallbackOnce(t *testing.T) {
+	r := newTestRouter()
+	release := make(chan struct{})
+	echo := r.handle("echo", &Route{Unary: func(_ context.Context, req *Request) ([]byte, error) { return req.Payload, nil }})
+	block := r.handle("block", &Route{Unary: func(ctx context.Context, req *Request) ([]byte, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, nil
+	}})
+	srv := startServer(t, r, nil)
+	c := dialTest(t, newClientEngine(t), srv.addr(), nil)
+	var mu sync.Mutex
+	runs := map[*Future]int{}
+	results := make(chan error, 100)
+	then := func(f *Future) {
+		mu.Lock()
+		runs[f]++
+		mu.Unlock()
+		select {
+		case <-f.Done():
+		default:
+			t.Error("callback before the future completed")
+		}
+		_, err := f.Wait()
+		results <- err
+	}
+	const n = 50
+	for i := range n {
+		if _, err := c.GoFunc(context.Background(), echo, []byte{byte(i)}, then); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := c.GoFunc(ctx, block, nil, then); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-results; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call: %v", err)
+	}
+	if _, err := c.GoFunc(context.Background(), block, nil, then); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	if err := <-results; err == nil {
+		t.Fatal("a call on a closed connection succeeded")
+	}
+	if _, err := c.GoFunc(context.Background(), echo, nil, then); err == nil {
+		t.Fatal("GoFunc on a closed connection started")
+	}
+	close(release)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(runs) != n+2 {
+		t.Fatalf("%d futures saw their callback, want %d", len(runs), n+2)
+	}
+	for _, k := range runs {
+		if k != 1 {
+			t.Fatalf("a callback ran %d times", k)
+		}
 	}
 }
