@@ -37,6 +37,9 @@ type Peer struct {
 	// see a connection below its limit, all choose it, and wait for its
 	// slots without ever making pickLocked dial another.
 	picked map[*conn.Conn]int
+	// dedicated are the connections Dedicated dialed: never picked for
+	// calls and outside the state machine, but closed by park and close.
+	dedicated []*conn.Conn
 }
 
 // peerConn is an adopted connection and the pool Clock's time when its
@@ -114,6 +117,75 @@ func (pe *Peer) OpenStream(ctx context.Context, method uint64, req []byte, opts 
 		}
 		return s, err
 	}
+}
+
+// Dedicated dials a connection to the peer for the caller's use alone:
+// Call, OpenStream and Conn never pick it, so what the caller sends on it
+// (a raft pipeline or snapshot: bulk bytes already in the socket buffers,
+// which no priority can overtake) never delays the calls on the shared
+// connections (raft heartbeats). It is dialed like the others, with the
+// pool's configuration, engine and Timeout, and it is closed by MarkDead
+// and Close (its calls then fail); it closes itself after
+// rpc-inactivity-timeout without calls, like the others. The caller may
+// close it. A parked or backing-off peer fails at once with an error
+// matching ErrPeerUnavailable; a failed dial is returned and does not count
+// toward the peer's backoff.
+func (pe *Peer) Dedicated(ctx context.Context) (*conn.Conn, error) {
+	pe.mu.Lock()
+	if pe.closed || pe.pool.isClosed() {
+		pe.mu.Unlock()
+		return nil, pe.closedError()
+	}
+	switch pe.state {
+	case Parked, BackingOff:
+		err := &UnavailableError{Addr: pe.addr, State: pe.state, Err: pe.lastErr}
+		pe.mu.Unlock()
+		return nil, err
+	}
+	if !pe.pool.addDial() {
+		pe.mu.Unlock()
+		return nil, pe.closedError()
+	}
+	pe.mu.Unlock()
+	c, err := pe.dialDedicated(ctx)
+	if err != nil {
+		return nil, &hawser.TransportError{Op: "dial", Addr: pe.addr, Err: err}
+	}
+	pe.mu.Lock()
+	if pe.closed || pe.pool.isClosed() || pe.state == Parked {
+		pe.mu.Unlock()
+		_ = c.Close() // its OnClose takes pe.mu: not under it
+		return nil, pe.closedError()
+	}
+	pe.dedicated = append(pe.dedicated, c)
+	pe.mu.Unlock()
+	return c, nil
+}
+
+// dialDedicated dials one dedicated connection; Close aborts it and waits
+// for it (the caller counted it in pool.dials).
+func (pe *Peer) dialDedicated(ctx context.Context) (*conn.Conn, error) {
+	defer pe.pool.dials.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(pe.pool.ctx, cancel)
+	defer stop()
+	cfg := pe.cfg
+	cfg.OnClose = pe.onDedicatedClose
+	return pe.pool.cfg.Dial(ctx, pe.pool.eng, pe.addr, &cfg)
+}
+
+func (pe *Peer) onDedicatedClose(c *conn.Conn) {
+	pe.mu.Lock()
+	pe.dedicated = slices.DeleteFunc(pe.dedicated, func(d *conn.Conn) bool { return d == c })
+	pe.mu.Unlock()
+}
+
+// takeDedicatedLocked empties the dedicated list for closing outside pe.mu.
+func (pe *Peer) takeDedicatedLocked() []*conn.Conn {
+	d := pe.dedicated
+	pe.dedicated = nil
+	return d
 }
 
 // Conn returns one of the peer's open connections, dialing one if needed, as
@@ -399,10 +471,14 @@ func (pe *Peer) park() {
 	}
 	conns := pe.conns
 	pe.conns = nil
+	dedicated := pe.takeDedicatedLocked()
 	pe.setStateLocked(Parked)
 	pe.mu.Unlock()
 	for _, pc := range conns {
 		_ = pc.c.Close() // its OnClose takes pe.mu: not under it
+	}
+	for _, c := range dedicated {
+		_ = c.Close()
 	}
 }
 
@@ -477,8 +553,12 @@ func (pe *Peer) close() {
 	}
 	conns := pe.conns
 	pe.conns = nil
+	dedicated := pe.takeDedicatedLocked()
 	pe.mu.Unlock()
 	for _, pc := range conns {
 		_ = pc.c.Close()
+	}
+	for _, c := range dedicated {
+		_ = c.Close()
 	}
 }

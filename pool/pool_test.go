@@ -837,3 +837,58 @@ func TestBreakAfterHandshakeBacksOffAndParks(t *testing.T) {
 		t.Fatalf("parked call: %v", err)
 	}
 }
+
+// A dedicated connection is never picked for calls, is closed by MarkDead
+// and Close, and is refused while the peer is parked.
+func TestDedicatedConnection(t *testing.T) {
+	_, addr := startServer(t, "127.0.0.1:0", nil, nil)
+	p := newPool(t, nil)
+	peer := p.Peer(addr)
+	ctx := context.Background()
+	d, err := peer.Dedicated(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := peer.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shared == d {
+		t.Fatal("Conn picked the dedicated connection")
+	}
+	for i := 0; i < 20; i++ {
+		if _, err := Echo.Call(ctx, peer, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := peer.Stats(); st.Conns != 1 {
+		t.Fatalf("the peer counts %d shared connections, want 1 (the dedicated one is not one)", st.Conns)
+	}
+	if _, err := Echo.Call(ctx, d, []byte("on the dedicated one")); err != nil {
+		t.Fatal(err)
+	}
+	p.MarkDead(addr)
+	select {
+	case <-d.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("MarkDead left the dedicated connection open")
+	}
+	if _, err := peer.Dedicated(ctx); !errors.Is(err, ErrPeerUnavailable) {
+		t.Fatalf("Dedicated on a parked peer: %v", err)
+	}
+	p.MarkAlive(addr)
+	waitFor(t, func() bool { return peer.State() == Up })
+	d2, err := peer.Dedicated(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Close()
+	select {
+	case <-d2.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close left the dedicated connection open")
+	}
+	if _, err := peer.Dedicated(ctx); !errors.Is(err, ErrPoolClosed) {
+		t.Fatalf("Dedicated after Close: %v", err)
+	}
+}
