@@ -25,7 +25,7 @@ const (
 	// pipeline (raft's MaxAppendEntries, 64, entries of 64 KiB each).
 	DefaultMaxPipelineBytes = 4 << 20
 	// DefaultSnapshotChunk is the size of one snapshot chunk call.
-	DefaultSnapshotChunk = 256 << 10
+	DefaultSnapshotChunk = 64<<10 - 64
 	// DefaultSnapshotWindow bounds the snapshot bytes sent and not yet
 	// taken by the follower's raft, per snapshot: the memory a snapshot
 	// costs each side, whatever its size.

@@ -21,19 +21,18 @@ func (t *Transport) AppendEntriesPipeline(id hraft.ServerID, target hraft.Server
 		return nil, hraft.ErrTransportShutdown
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeout)
-	c, err := t.peer(id, target).Conn(ctx)
+	c, err := t.bulkConnTo(ctx, t.peer(id, target))
 	cancel()
 	if err != nil {
 		return nil, t.callErr("AppendEntriesPipeline", target, err)
 	}
 	p := &pipeline{
-		t:        t,
-		c:        c,
-		target:   target,
-		slots:    make(chan struct{}, t.cfg.MaxPipeline),
-		inflight: make(chan *appendFuture, t.cfg.MaxPipeline),
-		done:     make(chan hraft.AppendFuture, t.cfg.MaxPipeline),
-		room:     make(chan struct{}, 1),
+		t:      t,
+		c:      c,
+		target: target,
+		slots:  make(chan struct{}, t.cfg.MaxPipeline),
+		done:   make(chan hraft.AppendFuture, t.cfg.MaxPipeline),
+		room:   make(chan struct{}, 1),
 	}
 	p.ctx, p.cancel = context.WithCancel(t.ctx)
 	t.mu.Lock()
@@ -43,9 +42,7 @@ func (t *Transport) AppendEntriesPipeline(id hraft.ServerID, target hraft.Server
 		return nil, hraft.ErrTransportShutdown
 	}
 	t.pipelines[p] = struct{}{}
-	t.wg.Add(1)
 	t.mu.Unlock()
-	go p.decode()
 	return p, nil
 }
 
@@ -60,18 +57,26 @@ type pipeline struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// slots holds a token per call in flight (MaxPipeline).
+	// slots holds a token per call sent and not yet handed to Consumer
+	// (MaxPipeline).
 	slots chan struct{}
-	// inflight is the calls in send order, for decode.
-	inflight chan *appendFuture
-	done     chan hraft.AppendFuture
+	// done is Consumer. Calls complete on the connection's goroutines (the
+	// event loop, usually) and are handed on from there in send order,
+	// without a goroutine of the pipeline's own: one wake-up less per
+	// append (see handOnLocked).
+	done chan hraft.AppendFuture
 	// room is signalled when bytes in flight fall.
 	room chan struct{}
 
 	sendMu sync.Mutex // serializes AppendEntries (send order is queue order)
 	mu     sync.Mutex
-	bytes  int // guarded by mu: request bytes in flight
-	closed bool
+	queue  []*appendFuture // guarded by mu: sent, not yet handed on, in send order
+	// backlog holds completed calls waiting for room in Consumer, in order;
+	// backlogging is set while feed runs. Both guarded by mu.
+	backlog     []*appendFuture
+	backlogging bool
+	bytes       int  // guarded by mu: request bytes in flight
+	closed      bool // guarded by mu
 }
 
 // AppendEntries sends args on the pipeline and returns its future, after
@@ -117,77 +122,120 @@ func (p *pipeline) AppendEntries(args *hraft.AppendEntriesRequest, resp *hraft.A
 	f := &appendFuture{start: time.Now(), args: args, resp: resp, size: size, done: make(chan struct{})}
 	var ctx context.Context
 	ctx, f.cancel = context.WithTimeout(p.ctx, p.t.cfg.Timeout)
-	call, err := p.c.Go(ctx, mAppend, *buf)
-	if err != nil {
+	p.mu.Lock()
+	p.queue = append(p.queue, f) // before the call: it may complete at once
+	p.mu.Unlock()
+	if _, err := p.c.GoFunc(ctx, mAppend, *buf, f.complete(p)); err != nil {
 		f.cancel()
+		p.mu.Lock()
+		p.queue = p.queue[:len(p.queue)-1] // f is last: sends are serialized
+		p.mu.Unlock()
 		p.release(size)
 		if p.ctx.Err() != nil {
 			return nil, hraft.ErrPipelineShutdown
 		}
 		return nil, p.t.callErr("AppendEntries", p.target, err)
 	}
-	f.call = call
-	p.inflight <- f // never blocks: a slot is held
 	return f, nil
 }
 
 // release gives back a call's slot and bytes.
 func (p *pipeline) release(size int) {
 	p.mu.Lock()
-	p.bytes -= size
+	p.releaseLocked(size)
 	p.mu.Unlock()
-	signal(p.room)
-	<-p.slots
 }
 
-// decode completes the calls in send order and hands them to Consumer.
-func (p *pipeline) decode() {
-	defer p.t.wg.Done()
-	for {
-		var f *appendFuture
-		select {
-		case f = <-p.inflight:
-		case <-p.ctx.Done():
-			p.drain()
-			return
-		}
-		b, err := f.call.Wait()
+func (p *pipeline) releaseLocked(size int) {
+	p.bytes -= size
+	signal(p.room)
+	<-p.slots // never blocks: the caller's call holds a token
+}
+
+// complete returns the callback of f's call: it decodes the response (or
+// keeps the error), then hands on the completed calls at the head of the
+// queue. It runs on the connection's goroutines and never blocks.
+func (f *appendFuture) complete(p *pipeline) func(*conn.Future) {
+	return func(call *conn.Future) {
+		b, err := call.Wait() // complete: returns at once
 		f.cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			if b, err = decodeReply(b); err == nil {
 				err = decodeAppendEntriesResponse(b, f.resp)
 			}
-		} else {
-			if p.ctx.Err() != nil {
-				err = hraft.ErrPipelineShutdown
-			} else {
-				err = p.t.callErr("AppendEntries", p.target, err)
-			}
+		case p.ctx.Err() != nil:
+			err = hraft.ErrPipelineShutdown
+		default:
+			err = p.t.callErr("AppendEntries", p.target, err)
 		}
 		f.err = err
 		close(f.done)
-		p.release(f.size)
+		p.mu.Lock()
+		p.handOnLocked()
+		p.mu.Unlock()
+	}
+}
+
+// handOnLocked moves the completed calls at the head of the queue to
+// Consumer, in order, freeing their slots. When Consumer is full (raft's
+// reader is behind), the rest go to the backlog, which one goroutine feeds
+// to Consumer as raft reads; their slots stay taken meanwhile, so the
+// pipeline's sends wait: raft's own pace bounds it, as a blocking send
+// would, without a goroutine hop in the common case.
+func (p *pipeline) handOnLocked() {
+	for len(p.queue) > 0 && isClosed(p.queue[0].done) {
+		f := p.queue[0]
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+		if !p.backlogging {
+			select {
+			case p.done <- f:
+				p.releaseLocked(f.size)
+				continue
+			default:
+				p.backlogging = true
+				p.t.wg.Add(1)
+				go p.feed()
+			}
+		}
+		p.backlog = append(p.backlog, f)
+	}
+}
+
+// feed hands the backlog to Consumer, waiting for raft to read, until the
+// backlog is empty or the pipeline closes.
+func (p *pipeline) feed() {
+	defer p.t.wg.Done()
+	for {
+		p.mu.Lock()
+		if len(p.backlog) == 0 {
+			p.backlogging = false
+			p.mu.Unlock()
+			return
+		}
+		f := p.backlog[0]
+		p.backlog[0] = nil
+		p.backlog = p.backlog[1:]
+		p.mu.Unlock()
 		select {
 		case p.done <- f:
+			p.release(f.size)
 		case <-p.ctx.Done():
-			p.drain()
+			p.mu.Lock()
+			p.backlog, p.backlogging = nil, false
+			p.mu.Unlock()
 			return
 		}
 	}
 }
 
-// drain fails the calls still queued for decode after Close.
-func (p *pipeline) drain() {
-	for {
-		select {
-		case f := <-p.inflight:
-			f.call.Cancel()
-			f.cancel()
-			f.err = hraft.ErrPipelineShutdown
-			close(f.done)
-		default:
-			return
-		}
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -217,7 +265,6 @@ type appendFuture struct {
 	args   *hraft.AppendEntriesRequest
 	resp   *hraft.AppendEntriesResponse
 	size   int
-	call   *conn.Future
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error // set before done is closed

@@ -369,7 +369,7 @@ func (t *Transport) InstallSnapshot(id hraft.ServerID, target hraft.ServerAddres
 		return fmt.Errorf("raft: InstallSnapshot to %s: negative size %d", target, args.Size)
 	}
 	dctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeout)
-	c, err := t.peer(id, target).Conn(dctx)
+	c, err := t.bulkConnTo(dctx, t.peer(id, target))
 	cancel()
 	if err != nil {
 		return t.callErr("InstallSnapshot", target, err)

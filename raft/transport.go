@@ -81,6 +81,7 @@ type Transport struct {
 	pipelines map[*pipeline]struct{} // guarded by mu; closed by Close
 	sessions  map[uint64]*session    // guarded by mu: snapshots being received
 	nextSess  uint64                 // guarded by mu
+	bulk      map[string]*bulkConn   // guarded by mu: by peer address
 
 	// wg counts the goroutines the transport owns (pipelines' decoders,
 	// snapshot sessions' watchers); Close waits for them.
@@ -136,6 +137,7 @@ func New(cfg Config) (*Transport, error) {
 		consumer:  make(chan hraft.RPC),
 		pipelines: map[*pipeline]struct{}{},
 		sessions:  map[uint64]*session{},
+		bulk:      map[string]*bulkConn{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	for _, r := range []struct {
@@ -227,6 +229,15 @@ func (t *Transport) Close() error {
 		for _, s := range ss {
 			s.abort(hraft.ErrTransportShutdown)
 		}
+		t.mu.Lock()
+		bulk := t.bulk
+		t.bulk = map[string]*bulkConn{}
+		t.mu.Unlock()
+		for _, b := range bulk {
+			if b.c != nil {
+				_ = b.c.Close()
+			}
+		}
 		t.wg.Wait()
 	})
 	return nil
@@ -248,6 +259,80 @@ func (t *Transport) peer(id hraft.ServerID, target hraft.ServerAddress) *pool.Pe
 		}
 	}
 	return t.pool.Peer(string(addr))
+}
+
+// bulkConn is the dedicated connection to one peer that carries its
+// appends and snapshots (Peer.Dedicated): their bytes, once in the socket
+// buffers, would otherwise sit ahead of heartbeats that hawser's priority
+// cannot reach any more. Heartbeats, votes and TimeoutNow take the
+// pool's shared connections.
+type bulkConn struct {
+	c       *conn.Conn    // nil while dialing
+	dialing chan struct{} // closed when the dial ends; nil after
+}
+
+// bulkConnTo returns the dedicated connection to pe, dialing one if none
+// is open (one dial at a time per peer). If the dial fails it returns a
+// shared connection instead (Peer.Conn), which keeps the pool's backoff
+// and parking.
+func (t *Transport) bulkConnTo(ctx context.Context, pe *pool.Peer) (*conn.Conn, error) {
+	addr := pe.Addr()
+	t.mu.Lock()
+	for {
+		if t.isClosed() {
+			t.mu.Unlock()
+			return nil, hraft.ErrTransportShutdown
+		}
+		b := t.bulk[addr]
+		if b == nil {
+			break
+		}
+		if b.dialing != nil {
+			wait := b.dialing
+			t.mu.Unlock()
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			t.mu.Lock()
+			continue
+		}
+		if b.c.Err() == nil && !b.c.Draining() {
+			c := b.c
+			t.mu.Unlock()
+			return c, nil
+		}
+		delete(t.bulk, addr) // closed or going away: dial another
+		break
+	}
+	b := &bulkConn{dialing: make(chan struct{})}
+	t.bulk[addr] = b
+	t.mu.Unlock()
+	c, err := pe.Dedicated(ctx)
+	t.mu.Lock()
+	close(b.dialing)
+	b.dialing = nil
+	closed := t.isClosed()
+	if err != nil || closed {
+		if t.bulk[addr] == b {
+			delete(t.bulk, addr)
+		}
+	} else {
+		b.c = c
+	}
+	t.mu.Unlock()
+	if closed {
+		if c != nil {
+			_ = c.Close()
+		}
+		return nil, hraft.ErrTransportShutdown
+	}
+	if err != nil {
+		t.cfg.Logger.Debug("raft: dedicated connection failed; using a shared one", "peer", addr, "err", err)
+		return pe.Conn(ctx)
+	}
+	return c, nil
 }
 
 // callErr turns a failed call into the error raft sees: the transport's
@@ -291,17 +376,41 @@ func (t *Transport) unary(op string, id hraft.ServerID, target hraft.ServerAddre
 	return b, nil
 }
 
+// bulkCall makes one call on the peer's dedicated connection.
+func (t *Transport) bulkCall(op string, id hraft.ServerID, target hraft.ServerAddress, method uint64, body []byte, timeout time.Duration) ([]byte, error) {
+	if t.isClosed() {
+		return nil, hraft.ErrTransportShutdown
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, timeout)
+	defer cancel()
+	c, err := t.bulkConnTo(ctx, t.peer(id, target))
+	if err != nil {
+		return nil, t.callErr(op, target, err)
+	}
+	resp, err := c.Call(ctx, method, body)
+	if err != nil {
+		return nil, t.callErr(op, target, err)
+	}
+	b, err := decodeReply(resp)
+	if err != nil {
+		return nil, fmt.Errorf("raft: %s to %s: %w", op, target, err)
+	}
+	return b, nil
+}
+
 // AppendEntries sends one AppendEntries and waits for its response.
 // A heartbeat (raft's predicate, isHeartbeat) goes as an urgent call with
 // the heartbeat timeout.
 func (t *Transport) AppendEntries(id hraft.ServerID, target hraft.ServerAddress, args *hraft.AppendEntriesRequest, resp *hraft.AppendEntriesResponse) error {
 	buf := getBuf()
 	*buf = appendAppendEntriesRequest((*buf)[:0], args)
-	method, timeout, opts, op := mAppend, t.cfg.Timeout, []hawser.CallOption(nil), "AppendEntries"
+	var b []byte
+	var err error
 	if isHeartbeat(args) {
-		method, timeout, opts, op = mHeartbeat, t.cfg.HeartbeatTimeout, urgent, "heartbeat"
+		b, err = t.unary("heartbeat", id, target, mHeartbeat, *buf, t.cfg.HeartbeatTimeout, urgent)
+	} else {
+		b, err = t.bulkCall("AppendEntries", id, target, mAppend, *buf, t.cfg.Timeout)
 	}
-	b, err := t.unary(op, id, target, method, *buf, timeout, opts)
 	putBuf(buf)
 	if err != nil {
 		return err
