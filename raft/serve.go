@@ -90,6 +90,12 @@ func encodeResponse(b []byte, r hraft.RPCResponse) []byte {
 	}
 }
 
+// refuse answers a call that came after Close.
+func (t *Transport) refuse(req *conn.Request) []byte {
+	t.stats.refused.Add(1)
+	return appendError(req.ReplyBuffer(32), CodeShutdown, "transport closed")
+}
+
 func badRequest(req *conn.Request, err error) []byte {
 	msg := err.Error()
 	return appendError(req.ReplyBuffer(16+len(msg)), CodeBadRequest, msg)

@@ -157,7 +157,7 @@ func (s *session) watch() {
 			s.mu.Unlock()
 			close(s.answered)
 			if r.Error != nil {
-				s.abort(fmt.Errorf("%w: raft answered: %v", ErrSnapshotTruncated, r.Error))
+				s.abort(fmt.Errorf("%w: raft answered: %w", ErrSnapshotTruncated, r.Error))
 			}
 			arm()
 		case <-s.taken:
@@ -222,8 +222,7 @@ func (t *Transport) serveSnapOpen(ctx context.Context, req *conn.Request) ([]byt
 		return badRequest(req, err), nil
 	}
 	if t.isClosed() {
-		t.stats.refused.Add(1)
-		return appendError(req.ReplyBuffer(32), CodeShutdown, "transport closed"), nil
+		return t.refuse(req), nil
 	}
 	s := &session{
 		t: t, c: req.Conn(), size: a.Size,
@@ -260,6 +259,9 @@ func (t *Transport) serveSnapOpen(ctx context.Context, req *conn.Request) ([]byt
 // for raft's reads once they fit in the window (bytes beyond Size are
 // discarded and reported) and answers.
 func (t *Transport) serveSnapChunk(ctx context.Context, req *conn.Request) ([]byte, error) {
+	if t.isClosed() {
+		return t.refuse(req), nil
+	}
 	var ch snapChunk
 	if err := decodeSnapChunk(req.Payload, &ch); err != nil {
 		return badRequest(req, err), nil
@@ -315,6 +317,9 @@ func (t *Transport) serveSnapChunk(ctx context.Context, req *conn.Request) ([]by
 // serveSnapDone serves raft.Snapshot.Done: the leader has sent everything;
 // it waits for raft's answer.
 func (t *Transport) serveSnapDone(ctx context.Context, req *conn.Request) ([]byte, error) {
+	if t.isClosed() {
+		return t.refuse(req), nil
+	}
 	var d snapDone
 	if err := decodeSnapDone(req.Payload, &d); err != nil {
 		return badRequest(req, err), nil
@@ -333,7 +338,7 @@ func (t *Transport) serveSnapDone(ctx context.Context, req *conn.Request) ([]byt
 	case <-ctx.Done():
 		return appendError(req.ReplyBuffer(64), CodeTimeout, "raft did not answer the snapshot in time"), nil
 	case <-t.ctx.Done():
-		return appendError(req.ReplyBuffer(32), CodeShutdown, "transport closed"), nil
+		return t.refuse(req), nil
 	}
 	s.mu.Lock()
 	r := s.resp
@@ -449,7 +454,7 @@ func (t *Transport) sendChunks(c *conn.Conn, sess uint64, size int64, data io.Re
 		hdr := appendSnapChunk(buf[:0], &snapChunk{Session: sess, Offset: uint64(off)})
 		buf = hdr[:len(hdr)+int(n)]
 		if _, err := io.ReadFull(data, buf[len(hdr):]); err != nil {
-			return fmt.Errorf("%w: the snapshot's source gave %d of %d bytes: %v", ErrSnapshotTruncated, off, size, err)
+			return fmt.Errorf("%w: the snapshot's source gave %d of %d bytes: %w", ErrSnapshotTruncated, off, size, err)
 		}
 		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeout)
 		f, err := c.Go(ctx, mSnapChunk, buf)

@@ -210,9 +210,8 @@ func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closed.Store(true)
 		t.cancel()
-		t.live.Lock() // barrier: handlers inside have given up or delivered
-		//lint:ignore SA2001 the empty critical section is the barrier
-		t.live.Unlock()
+		t.live.Lock()   // barrier: handlers inside have given up or delivered
+		t.live.Unlock() //nolint:staticcheck // SA2001: the empty critical section is the barrier
 		t.mu.Lock()
 		ps := make([]*pipeline, 0, len(t.pipelines))
 		for p := range t.pipelines {
@@ -459,7 +458,7 @@ func (t *Transport) TimeoutNow(id hraft.ServerID, target hraft.ServerAddress, ar
 func isHeartbeat(a *hraft.AppendEntriesRequest) bool {
 	leader := a.Addr
 	if len(leader) == 0 {
-		leader = a.Leader
+		leader = a.Leader //nolint:staticcheck // raft's predicate reads it for peers older than RPCHeader.Addr
 	}
 	return a.Term != 0 && leader != nil && a.PrevLogEntry == 0 && a.PrevLogTerm == 0 &&
 		len(a.Entries) == 0 && a.LeaderCommitIndex == 0

@@ -182,7 +182,7 @@ func TestTransportRequestVote(t *testing.T) {
 		a, b := k.pair(t)
 		args := hraft.RequestVoteRequest{
 			RPCHeader: hraft.RPCHeader{ProtocolVersion: 3, ID: []byte("c"), Addr: []byte("butters")},
-			Term:      20, Candidate: []byte("butters"), LastLogIndex: 100, LastLogTerm: 19,
+			Term:      20, Candidate: []byte("butters"), LastLogIndex: 100, LastLogTerm: 19, //nolint:staticcheck // every field round-trips
 			LeadershipTransfer: true,
 		}
 		want := hraft.RequestVoteResponse{Term: 100, Peers: []byte("p"), Granted: true}
@@ -319,7 +319,7 @@ func TestTransportHeartbeatFastPath(t *testing.T) {
 		a, b := k.pair(t)
 		args := hraft.AppendEntriesRequest{
 			RPCHeader: hraft.RPCHeader{ProtocolVersion: hraft.ProtocolVersionMax, Addr: []byte("cartman")},
-			Term:      10, Leader: []byte("cartman"),
+			Term:      10, Leader: []byte("cartman"), //nolint:staticcheck // raft still sets it
 		}
 		want := hraft.AppendEntriesResponse{Term: 4, LastLog: 90, Success: true}
 		fast := make(chan struct{}, 1)
