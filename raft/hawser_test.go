@@ -462,8 +462,8 @@ func TestSnapshotExcessDiscarded(t *testing.T) {
 }
 
 // A leader that stops sending chunks stalls the follower's reader for
-// Timeout, then the reader fails with ErrSnapshotStalled; a chunk out of
-// order fails the stream too.
+// Timeout, then the reader fails with ErrSnapshotStalled; a chunk going
+// back fails the stream.
 func TestSnapshotStalledAndOutOfOrder(t *testing.T) {
 	noLeaks(t)
 	f := newNode(t, nodeOpts{cfg: func(c *Config) { c.Timeout = 300 * time.Millisecond }})
@@ -477,17 +477,23 @@ func TestSnapshotStalledAndOutOfOrder(t *testing.T) {
 		t.Fatalf("reader: %d bytes, %v; want ErrSnapshotStalled after 1000", r.n, r.err)
 	}
 
+	// A chunk that goes back (a duplicate) fails the stream at once; one
+	// that jumps ahead waits for the gap to fill (chunks run on the worker
+	// pool and may overtake each other), and here stalls.
 	got = consumeSnapshot(t, f.tr, nil)
 	c, id = openSession(t, l, f, 1<<20)
-	b, err := c.Call(context.Background(), mSnapChunk, appendSnapChunk(nil, &snapChunk{Session: id, Offset: 5, Data: make([]byte, 1000)}))
+	if _, err := c.Call(context.Background(), mSnapChunk, appendSnapChunk(nil, &snapChunk{Session: id, Data: make([]byte, 1000)})); err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Call(context.Background(), mSnapChunk, appendSnapChunk(nil, &snapChunk{Session: id, Offset: 500, Data: make([]byte, 1000)}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := decodeReply(b); err == nil {
-		t.Fatal("a chunk out of order was accepted")
+		t.Fatal("a chunk going back was accepted")
 	}
 	if r := <-got; !errors.Is(r.err, ErrSnapshotTruncated) {
-		t.Fatalf("reader after a chunk out of order: %d bytes, %v", r.n, r.err)
+		t.Fatalf("reader after a chunk going back: %d bytes, %v", r.n, r.err)
 	}
 }
 

@@ -13,8 +13,8 @@ import (
 	"github.com/hawser-rpc/hawser/conn"
 )
 
-// Snapshots stream on the connection that carries the leader's other calls
-// (PROTOCOL.md, "InstallSnapshot"): Snapshot.Open hands the RPC to the
+// Snapshots stream on the dedicated connection that carries the leader's
+// appends (PROTOCOL.md, "InstallSnapshot"): Snapshot.Open hands the RPC to the
 // follower's raft with a Reader and returns a session; Snapshot.Chunk
 // calls carry the bytes in order, at most SnapshotWindow of them in flight;
 // Snapshot.Done waits for raft's answer. The follower answers a chunk once
@@ -45,6 +45,7 @@ type session struct {
 	respCh chan hraft.RPCResponse
 
 	dataCh   chan struct{} // signalled when bytes arrive (cap 1)
+	advanced chan struct{} // guarded by mu: closed and renewed when recv grows
 	roomCh   chan struct{} // signalled when raft has read (cap 1)
 	dead     chan struct{} // closed by abort
 	answered chan struct{} // closed when raft's response is in resp
@@ -228,6 +229,7 @@ func (t *Transport) serveSnapOpen(ctx context.Context, req *conn.Request) ([]byt
 		t: t, c: req.Conn(), size: a.Size,
 		respCh:   make(chan hraft.RPCResponse, 1),
 		dataCh:   make(chan struct{}, 1),
+		advanced: make(chan struct{}),
 		roomCh:   make(chan struct{}, 1),
 		dead:     make(chan struct{}),
 		answered: make(chan struct{}),
@@ -271,6 +273,20 @@ func (t *Transport) serveSnapChunk(ctx context.Context, req *conn.Request) ([]by
 		return snapErr(req, err), nil
 	}
 	s.mu.Lock()
+	// Chunks run on the worker pool (so an append that raft cannot take
+	// while it installs, ordered on the same connection, never holds them
+	// back): a chunk that overtook its predecessor waits for it.
+	for s.err == nil && ch.Offset > uint64(s.recv) && ch.Offset <= uint64(s.size) {
+		adv := s.advanced
+		s.mu.Unlock()
+		select {
+		case <-adv:
+		case <-s.dead:
+		case <-ctx.Done():
+			return appendError(req.ReplyBuffer(64), CodeTimeout, "the snapshot's earlier chunks did not come in time"), nil
+		}
+		s.mu.Lock()
+	}
 	if s.err == nil && ch.Offset != uint64(s.recv) {
 		s.mu.Unlock()
 		s.abort(fmt.Errorf("%w: chunk at offset %d, expected %d", ErrSnapshotTruncated, ch.Offset, s.recv))
@@ -302,6 +318,8 @@ func (t *Transport) serveSnapChunk(ctx context.Context, req *conn.Request) ([]by
 		s.q = append(s.q, data)
 		s.qLen += len(data)
 		s.recv += int64(len(data))
+		close(s.advanced)
+		s.advanced = make(chan struct{})
 	}
 	s.mu.Unlock()
 	signal(s.dataCh)

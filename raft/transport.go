@@ -146,12 +146,14 @@ func New(cfg Config) (*Transport, error) {
 		h    conn.UnaryHandler
 	}{
 		// AppendEntries of one leader run one at a time in arrival order
-		// (one pipeline is one connection), and so do a snapshot's calls.
+		// (one pipeline is one connection).
 		{nameAppend, conn.ModeOrdered, t.serveAppend},
-		{nameSnapOpen, conn.ModeOrdered, t.serveSnapOpen},
-		{nameSnapChunk, conn.ModeOrdered, t.serveSnapChunk},
-		{nameSnapDone, conn.ModeOrdered, t.serveSnapDone},
-		// These never wait behind appends: on the shared worker pool.
+		// These never wait behind appends: on the shared worker pool. A
+		// snapshot's chunks put themselves in order (serveSnapChunk): an
+		// append raft cannot take while it installs must not hold them.
+		{nameSnapOpen, conn.ModePool, t.serveSnapOpen},
+		{nameSnapChunk, conn.ModePool, t.serveSnapChunk},
+		{nameSnapDone, conn.ModePool, t.serveSnapDone},
 		{nameSnapAbort, conn.ModePool, t.serveSnapAbort},
 		{nameHeartbeat, conn.ModePool, t.serveHeartbeat},
 		{nameVote, conn.ModePool, t.serveVote},
