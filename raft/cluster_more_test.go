@@ -259,6 +259,9 @@ func (a *applier) stop() ([][]byte, error) {
 // snapshot by InstallSnapshot while applies go on, restores the blob
 // exactly, and then has every acknowledged command.
 func TestClusterNonVoterCatchesUpBySnapshot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 64 MiB snapshots")
+	}
 	noLeaks(t)
 	o := snapshotOpts(nil)
 	c, l, pre, sum := snapshotCluster(t, o)
@@ -362,6 +365,9 @@ func (t *Transport) soleSession(tb testing.TB) *session {
 // first install (its sink pauses) so that the kill lands mid-stream, with
 // the window full and chunks in flight.
 func TestClusterSnapshotConnectionKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 64 MiB snapshots")
+	}
 	noLeaks(t)
 	ps := newPausingSnaps(16 << 20)
 	o := snapshotOpts(func(i int, s hraft.SnapshotStore) hraft.SnapshotStore {
