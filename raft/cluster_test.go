@@ -2,6 +2,7 @@ package raft
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -19,10 +20,27 @@ import (
 // testFSM records the commands it applies; its snapshot is the list of
 // commands plus an optional blob (to make snapshots large).
 type testFSM struct {
-	mu      sync.Mutex
-	applied [][]byte
-	seen    map[string]bool
-	blob    []byte // included in snapshots
+	mu       sync.Mutex // guards the fields below
+	applied  [][]byte
+	seen     map[string]bool
+	blob     []byte     // included in snapshots
+	restores []restored // every Restore call, in order
+}
+
+// restored is what one Restore call read: the blob's size and hash, and
+// the error it returned (a nil error with a wrong hash would be a partial
+// snapshot restored as if whole).
+type restored struct {
+	size int
+	sum  [sha256.Size]byte
+	err  error
+}
+
+// restoreLog returns the Restore calls so far.
+func (f *testFSM) restoreLog() []restored {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]restored(nil), f.restores...)
 }
 
 func newFSM() *testFSM { return &testFSM{seen: map[string]bool{}} }
@@ -54,36 +72,64 @@ func (f *testFSM) Snapshot() (hraft.FSMSnapshot, error) {
 	return &fsmSnap{applied: append([][]byte(nil), f.applied...), blob: f.blob}, nil
 }
 
-// Restore reads what Persist wrote: a count, the commands, the blob.
+// Restore reads what Persist wrote: a count, the commands, the blob's
+// length, the blob. It records every call in restores.
 func (f *testFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var n uint64
-	if err := binary.Read(rc, binary.BigEndian, &n); err != nil {
-		return err
-	}
-	applied := make([][]byte, 0, n)
-	seen := map[string]bool{}
-	for i := uint64(0); i < n; i++ {
-		var l uint32
-		if err := binary.Read(rc, binary.BigEndian, &l); err != nil {
-			return err
-		}
-		d := make([]byte, l)
-		if _, err := io.ReadFull(rc, d); err != nil {
-			return err
-		}
-		applied = append(applied, d)
-		seen[string(d)] = true
-	}
-	blob, err := io.ReadAll(rc)
+	applied, blob, err := readSnapshot(rc)
+	r := restored{size: len(blob), sum: sha256.Sum256(blob), err: err}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restores = append(f.restores, r)
 	if err != nil {
 		return err
 	}
-	f.mu.Lock()
+	seen := make(map[string]bool, len(applied))
+	for _, d := range applied {
+		seen[string(d)] = true
+	}
 	f.applied, f.seen, f.blob = applied, seen, blob
-	f.mu.Unlock()
 	return nil
 }
+
+func readSnapshot(r io.Reader) (applied [][]byte, blob []byte, err error) {
+	var n uint64
+	if err := binary.Read(r, binary.BigEndian, &n); err != nil {
+		return nil, nil, err
+	}
+	applied = make([][]byte, 0, min(n, 1<<20))
+	for i := uint64(0); i < n; i++ {
+		var l uint32
+		if err := binary.Read(r, binary.BigEndian, &l); err != nil {
+			return nil, nil, err
+		}
+		d := make([]byte, l)
+		if _, err := io.ReadFull(r, d); err != nil {
+			return nil, nil, err
+		}
+		applied = append(applied, d)
+	}
+	var size uint64
+	if err := binary.Read(r, binary.BigEndian, &size); err != nil {
+		return nil, nil, err
+	}
+	if size > 1<<30 {
+		return nil, nil, fmt.Errorf("blob of %d bytes", size)
+	}
+	blob = make([]byte, size)
+	for off := 0; off < len(blob); off += piece {
+		if _, err := io.ReadFull(r, blob[off:min(off+piece, len(blob))]); err != nil {
+			return nil, nil, err
+		}
+	}
+	return applied, blob, nil
+}
+
+// piece is the most the FSM copies at once. Under the race detector one
+// copy of tens of MiB is a single long call the runtime cannot preempt, and
+// a garbage collection waiting on it stops every node of the test process
+// for seconds, long enough to lose leaders.
+const piece = 1 << 20
 
 type fsmSnap struct {
 	applied [][]byte
@@ -109,9 +155,16 @@ func (s *fsmSnap) Persist(sink hraft.SnapshotSink) error {
 			return err
 		}
 	}
-	if _, err := sink.Write(s.blob); err != nil {
+	binary.BigEndian.PutUint64(hdr[:], uint64(len(s.blob)))
+	if _, err := sink.Write(hdr[:]); err != nil {
 		_ = sink.Cancel()
 		return err
+	}
+	for off := 0; off < len(s.blob); off += piece {
+		if _, err := sink.Write(s.blob[off:min(off+piece, len(s.blob))]); err != nil {
+			_ = sink.Cancel()
+			return err
+		}
 	}
 	return sink.Close()
 }
@@ -131,8 +184,9 @@ type rnode struct {
 type clusterOpts struct {
 	node  nodeOpts
 	raft  func(*hraft.Config)
-	logs  func(i int, s hraft.LogStore) hraft.LogStore // wraps a node's log store
-	voter func(i int) bool                             // which nodes the bootstrap names (default all)
+	logs  func(i int, s hraft.LogStore) hraft.LogStore           // wraps a node's log store
+	snaps func(i int, s hraft.SnapshotStore) hraft.SnapshotStore // wraps a node's snapshot store
+	voter func(i int) bool                                       // which nodes the bootstrap names (default all)
 }
 
 func raftConfig(id hraft.ServerID) *hraft.Config {
@@ -178,6 +232,9 @@ func (c *cluster) startNode(i int, o clusterOpts) *rnode {
 		rn.logs = o.logs(i, store)
 	}
 	rn.snaps = hraft.NewInmemSnapshotStore()
+	if o.snaps != nil {
+		rn.snaps = o.snaps(i, rn.snaps)
+	}
 	cfg := raftConfig(rn.id)
 	if o.raft != nil {
 		o.raft(cfg)
