@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -681,18 +680,16 @@ func answerSequentially(t *testing.T, tr *Transport) *sequentialRaft {
 // connection. The chunks that install needs must not wait behind that
 // append.
 //
-// They do: AppendEntries and Snapshot.Chunk are both ModeOrdered, and
-// conn runs all ModeOrdered handlers of a connection one at a time, so the
-// append's handler sits in handOff (raft does not take it) with the
-// chunks queued behind it, and raft's Read waits for them: a circular wait
-// that only the append's Timeout breaks. The stream then moves about one
+// They did, when AppendEntries and Snapshot.Chunk were both ModeOrdered
+// (conn runs all ModeOrdered handlers of a connection one at a time): the
+// append's handler sat in handOff (raft does not take it) with the chunks
+// queued behind it, and raft's Read waited for them, a circular wait that
+// only the append's Timeout broke; the stream moved about one
 // SnapshotWindow per Timeout. TestClusterSnapshotConnectionKilled met it
 // when its leader lost its lease mid-install: the last 8 MiB of 64 took
 // 40 s, with "AppendEntries ... context deadline exceeded" every 10 s.
+// Snapshot calls now run on the worker pool, chunks ordered by offset.
 func TestSnapshotNotBehindWaitingAppend(t *testing.T) {
-	if os.Getenv("HAWSER_KNOWN_BUGS") == "" {
-		t.Skip("transport bug: AppendEntries and Snapshot.Chunk share a connection's ModeOrdered lane; an append raft cannot take mid-install holds back the install's chunks until Timeout (HAWSER_KNOWN_BUGS=1 runs it)")
-	}
 	noLeaks(t)
 	f, l := newNode(t, nodeOpts{}), newNode(t, nodeOpts{})
 	sr := answerSequentially(t, f.tr)
