@@ -60,12 +60,6 @@ func (f *testFSM) has(d []byte) bool {
 	return f.seen[string(d)]
 }
 
-func (f *testFSM) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.applied)
-}
-
 func (f *testFSM) Snapshot() (hraft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
