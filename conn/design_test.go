@@ -105,13 +105,18 @@ func TestPipelineInOrder(t *testing.T) {
 }
 
 // A handler that keeps its request bytes (Request.Keep) finds them intact
-// after many later calls have reused the buffers.
+// after many later calls have reused the buffers, and what it keeps is the
+// request's size, not its buffer class's (with Route.Keep or without).
 func TestKeptPayloadNotRecycled(t *testing.T) {
-	for _, mode := range []Mode{ModePool, ModeInline, ModeOrdered} {
+	for _, tc := range []struct {
+		mode Mode
+		keep bool
+	}{{ModePool, false}, {ModeInline, false}, {ModeOrdered, false}, {ModePool, true}, {ModeOrdered, true}} {
+		mode := tc.mode
 		r := newTestRouter()
 		var mu sync.Mutex
 		var kept [][]byte
-		m := r.handle("keep", &Route{Mode: mode, Unary: func(_ context.Context, req *Request) ([]byte, error) {
+		m := r.handle("keep", &Route{Mode: mode, Keep: tc.keep, Unary: func(_ context.Context, req *Request) ([]byte, error) {
 			req.Keep()
 			mu.Lock()
 			kept = append(kept, req.Payload)
@@ -129,6 +134,9 @@ func TestKeptPayloadNotRecycled(t *testing.T) {
 		for i, b := range kept {
 			if !bytes.Equal(b, bytes.Repeat([]byte{byte(i)}, 1000+i)) {
 				t.Fatalf("mode %d: kept payload %d was overwritten", mode, i)
+			}
+			if cap(b) != len(b) {
+				t.Fatalf("mode %d, Route.Keep %v: kept %d bytes in a buffer of %d", mode, tc.keep, len(b), cap(b))
 			}
 		}
 		mu.Unlock()

@@ -44,6 +44,11 @@ type Route struct {
 	Mode   Mode
 	Unary  UnaryHandler
 	Stream StreamHandler
+	// Keep says the handler keeps every request (Request.Keep): its copy
+	// off the read buffer is then made at its exact size, outside the
+	// size-class pools, whose rounding up (a 4.1 KiB request takes a 16 KiB
+	// buffer) would otherwise stay with the kept bytes.
+	Keep bool
 }
 
 // Task is work for a Router's pool.
@@ -87,17 +92,24 @@ func (r *Request) Conn() *Conn { return r.conn }
 
 // Keep lets the handler keep Payload and Metadata after it returns: their
 // buffer is not recycled (the garbage collector frees it). For handlers that
-// hand request bytes to code that outlives them (Raft log entries).
+// hand request bytes to code that outlives them (Raft log entries). A
+// request in a pooled buffer is copied once to a buffer of its exact size
+// (the pooled one goes back to its pool); a Route with Keep set makes that
+// copy in the first place.
 func (r *Request) Keep() {
 	sc := r.sc
 	if sc == nil {
 		return // the call ended: too late to keep anything
 	}
-	if sc.mode == ModeInline && sc.buf == nil {
-		// Inline payloads alias the read buffer: copy them once.
+	if sc.buf != nil || sc.mode == ModeInline {
+		// Inline payloads alias the read buffer; pooled copies are
+		// rounded up to their class: copy them once, exactly.
 		b := make([]byte, 0, len(r.Metadata)+len(r.Payload))
 		b = append(append(b, r.Metadata...), r.Payload...)
 		r.Metadata, r.Payload = b[:len(r.Metadata):len(r.Metadata)], b[len(r.Metadata):]
+		if sc.buf != nil {
+			putBuf(sc.buf)
+		}
 	}
 	sc.buf = nil
 }
@@ -316,6 +328,12 @@ func (c *Conn) uncount(sc *serverCall) {
 func (sc *serverCall) ownRequest() {
 	r := sc.req()
 	md, p := r.Metadata, r.Payload
+	if sc.route.Keep {
+		b := make([]byte, 0, len(md)+len(p))
+		b = append(append(b, md...), p...)
+		r.Metadata, r.Payload = codec.Metadata(b[:len(md):len(md)]), b[len(md):]
+		return // sc.buf stays nil: nothing to recycle
+	}
 	b := getBuf(len(md) + len(p))
 	*b = append(append((*b)[:0], md...), p...)
 	sc.buf = b

@@ -160,7 +160,9 @@ func New(cfg Config) (*Transport, error) {
 		{namePreVote, conn.ModePool, t.servePreVote},
 		{nameTimeout, conn.ModePool, t.serveTimeoutNow},
 	} {
-		if err := server.HandleRaw(c.Server, r.name, &conn.Route{Mode: r.mode, Unary: r.h}); err != nil {
+		// Keep: the handlers keep their requests (raft keeps the entries;
+		// the queued chunks), so the copies are made at their exact size.
+		if err := server.HandleRaw(c.Server, r.name, &conn.Route{Mode: r.mode, Unary: r.h, Keep: r.name != nameSnapDone && r.name != nameSnapAbort}); err != nil {
 			t.cancel()
 			return nil, fmt.Errorf("raft: registering %s: %w", r.name, err)
 		}
