@@ -185,10 +185,70 @@ type message struct {
 	owned    bool
 }
 
-// assembly is a message whose first frame had FlagMore.
+// assembly is a message whose first frame had FlagMore. Its payload so far
+// is in parts, pooled buffers filled in order; the last fragment joins them
+// into one buffer of the message's exact size. So a payload is copied
+// twice whatever its length, and what a handler keeps (Request.Keep) is
+// its size, where growing one buffer by doubling copied up to three times
+// its length into fresh memory and kept up to twice it.
 type assembly struct {
-	msg  message
-	held int // bytes of buffer counted in Conn.asmBytes
+	msg   message // payload unused until the last fragment
+	parts []*[]byte
+	n     int // payload bytes in parts
+	held  int // bytes of buffer counted in Conn.asmBytes (metadata and parts' capacities)
+}
+
+// assemblyPart is the size of the pooled buffers a message is reassembled
+// in (a class of getBuf, and the default fragment payload).
+const assemblyPart = 64 << 10
+
+// add appends p to the assembly's parts, taking pooled buffers as needed
+// (counted against the connection's reassembly bound).
+func (c *Conn) add(a *assembly, p []byte) error {
+	for len(p) > 0 {
+		if k := len(a.parts); k > 0 {
+			last := a.parts[k-1]
+			if room := cap(*last) - len(*last); room > 0 {
+				n := min(room, len(p))
+				*last = append(*last, p[:n]...)
+				a.n += n
+				p = p[n:]
+				continue
+			}
+		}
+		size := assemblyPart
+		if len(a.parts) == 0 {
+			size = min(size, len(p)) // a short message holds what it needs
+		}
+		b := getBuf(size)
+		if err := c.growAssembly(cap(*b)); err != nil {
+			putBuf(b)
+			return err
+		}
+		a.held += cap(*b)
+		a.parts = append(a.parts, b)
+	}
+	return nil
+}
+
+// join returns the assembled payload in one buffer of its exact size and
+// gives the parts back.
+func (a *assembly) join() []byte {
+	b := make([]byte, 0, a.n)
+	for _, p := range a.parts {
+		b = append(b, *p...)
+		putBuf(p)
+	}
+	a.parts = nil
+	return b
+}
+
+// release gives the parts back (the message was abandoned).
+func (a *assembly) release() {
+	for _, p := range a.parts {
+		putBuf(p)
+	}
+	a.parts = nil
 }
 
 // handleFrame dispatches one frame. A returned error is a protocol
@@ -279,19 +339,18 @@ func (c *Conn) onFirstFragment(f codec.Frame) error {
 	if len(c.asm) >= int(c.cfg.MaxCalls)+int(c.cfg.MaxStreams) {
 		return fmt.Errorf("%w: too many messages in reassembly", codec.ErrMessageTooLarge)
 	}
-	held := len(m.metadata) + len(m.payload)
-	if m.owned {
-		held = len(m.metadata) + cap(m.payload)
-	}
-	if err := c.growAssembly(held); err != nil {
+	if err := c.growAssembly(len(m.metadata)); err != nil {
 		return err
 	}
-	a := &assembly{msg: m, held: held}
+	a := &assembly{msg: m, held: len(m.metadata)}
 	if len(m.metadata) > 0 {
 		a.msg.metadata = append(codec.Metadata(nil), m.metadata...)
 	}
-	if !m.owned {
-		a.msg.payload = append(make([]byte, 0, len(m.payload)), m.payload...)
+	a.msg.payload = nil
+	if err := c.add(a, m.payload); err != nil {
+		c.asmBytes -= a.held
+		a.release()
+		return err
 	}
 	a.msg.owned = true
 	c.asm[f.ID] = a
@@ -328,26 +387,18 @@ func (c *Conn) onContinuation(f codec.Frame) error {
 		}
 		part = p
 	}
-	limit := int(c.cfg.MaxMessageSize)
-	if len(a.msg.payload)+len(part) > limit {
+	if a.n+len(part) > int(c.cfg.MaxMessageSize) {
 		return fmt.Errorf("%w: message on ID %d exceeds %d bytes", codec.ErrMessageTooLarge, f.ID, c.cfg.MaxMessageSize)
 	}
-	if old := cap(a.msg.payload); len(a.msg.payload)+len(part) > old {
-		newCap := min(max(2*old, len(a.msg.payload)+len(part)), limit)
-		if err := c.growAssembly(newCap - old); err != nil {
-			return err
-		}
-		a.held += newCap - old
-		nb := make([]byte, len(a.msg.payload), newCap)
-		copy(nb, a.msg.payload)
-		a.msg.payload = nb
+	if err := c.add(a, part); err != nil {
+		return err
 	}
-	a.msg.payload = append(a.msg.payload, part...)
 	if f.Flags&codec.FlagMore != 0 {
 		return nil
 	}
 	delete(c.asm, f.ID)
 	c.asmBytes -= a.held
+	a.msg.payload = a.join()
 	return c.dispatch(a.msg)
 }
 
@@ -356,6 +407,7 @@ func (c *Conn) dropAssembly(id uint32) {
 	if a := c.asm[id]; a != nil {
 		c.asmBytes -= a.held
 		delete(c.asm, id)
+		a.release()
 	}
 }
 
