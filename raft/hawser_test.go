@@ -535,3 +535,31 @@ func TestSnapshotWindowBoundsFollowerMemory(t *testing.T) {
 	}
 	t.Logf("at most %d KiB queued on the follower for a %d MiB snapshot", maxQueued.Load()>>10, size>>20)
 }
+
+type mapProvider map[hraft.ServerID]hraft.ServerAddress
+
+func (m mapProvider) ServerAddr(id hraft.ServerID) (hraft.ServerAddress, error) {
+	if a, ok := m[id]; ok {
+		return a, nil
+	}
+	return "", errors.New("unknown server")
+}
+
+// The AddressProvider decides where a server ID is dialed; raft's address
+// is the fallback when it fails.
+func TestAddressProvider(t *testing.T) {
+	noLeaks(t)
+	f := newNode(t, nodeOpts{})
+	l := newNode(t, nodeOpts{cfg: func(c *Config) { c.AddressProvider = mapProvider{"f": f.addr} }})
+	f.tr.SetHeartbeatHandler(func(rpc hraft.RPC) {
+		rpc.Respond(&hraft.AppendEntriesResponse{Term: 3, Success: true}, nil)
+	})
+	// raft's address is wrong; the provider's is right.
+	if err := l.tr.AppendEntries("f", "127.0.0.1:1", heartbeatArgs(), new(hraft.AppendEntriesResponse)); err != nil {
+		t.Fatalf("through the provider: %v", err)
+	}
+	// An ID the provider does not know falls back to raft's address.
+	if err := l.tr.AppendEntries("other", f.addr, heartbeatArgs(), new(hraft.AppendEntriesResponse)); err != nil {
+		t.Fatalf("falling back to raft's address: %v", err)
+	}
+}
