@@ -20,13 +20,15 @@ test-lib:
 test-bench-module:
 	cd bench && $(GO) vet ./... && $(GO) build ./... && $(GO) test -race -count=1 -timeout=10m ./...
 
-## stress: the library's concurrency tests (conn, server, pool, fuzz) under the race
-## detector, shuffled, 20 times over, and conn again with dialers on the poller;
-## not part of make test. STRESS_COUNT overrides 20.
+## stress: the library's concurrency tests (conn, server, pool, fuzz, raft) under the race
+## detector, shuffled, 20 times over, and conn again with dialers on the poller; raft with
+## -short (its 64 and 256 MiB snapshot tests run once in make test); not part of make test.
+## STRESS_COUNT overrides 20.
 STRESS_COUNT ?= 20
 stress:
 	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/ ./server/ ./pool/ ./fuzz/
 	HAWSER_TEST_DIALREAD=poller $(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/
+	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -short -timeout=60m ./raft/
 
 ## bench: hawser against grpc, arpc, net/rpc and raw TLS with the benchmark CLI: one caller
 ## at GOMAXPROCS 1 and 2, 256 callers and streams at 2 (72 runs, about 5.5 minutes; table on stdout,
