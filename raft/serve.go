@@ -130,30 +130,26 @@ func (t *Transport) serveHeartbeat(ctx context.Context, req *conn.Request) ([]by
 }
 
 func (t *Transport) serveVote(ctx context.Context, req *conn.Request) ([]byte, error) {
-	req.Keep()
-	a := new(hraft.RequestVoteRequest)
-	if err := decodeRequestVoteRequest(req.Payload, a); err != nil {
-		return badRequest(req, err), nil
-	}
-	return t.serveRPC(ctx, req, a, nil), nil
+	return serveDecoded(t, ctx, req, decodeRequestVoteRequest), nil
 }
 
 func (t *Transport) servePreVote(ctx context.Context, req *conn.Request) ([]byte, error) {
-	req.Keep()
-	a := new(hraft.RequestPreVoteRequest)
-	if err := decodeRequestPreVoteRequest(req.Payload, a); err != nil {
-		return badRequest(req, err), nil
-	}
-	return t.serveRPC(ctx, req, a, nil), nil
+	return serveDecoded(t, ctx, req, decodeRequestPreVoteRequest), nil
 }
 
 func (t *Transport) serveTimeoutNow(ctx context.Context, req *conn.Request) ([]byte, error) {
+	return serveDecoded(t, ctx, req, decodeTimeoutNowRequest), nil
+}
+
+// serveDecoded decodes a request (kept: its byte fields alias it) and runs
+// it through raft's consumer.
+func serveDecoded[Req any](t *Transport, ctx context.Context, req *conn.Request, dec func([]byte, *Req) error) []byte {
 	req.Keep()
-	a := new(hraft.TimeoutNowRequest)
-	if err := decodeTimeoutNowRequest(req.Payload, a); err != nil {
-		return badRequest(req, err), nil
+	a := new(Req)
+	if err := dec(req.Payload, a); err != nil {
+		return badRequest(req, err)
 	}
-	return t.serveRPC(ctx, req, a, nil), nil
+	return t.serveRPC(ctx, req, a, nil)
 }
 
 // snapshotDoneTimeout bounds the wait for raft's answer to a snapshot

@@ -423,38 +423,31 @@ func (t *Transport) AppendEntries(id hraft.ServerID, target hraft.ServerAddress,
 
 // RequestVote sends a vote request (urgent).
 func (t *Transport) RequestVote(id hraft.ServerID, target hraft.ServerAddress, args *hraft.RequestVoteRequest, resp *hraft.RequestVoteResponse) error {
-	buf := getBuf()
-	*buf = appendRequestVoteRequest((*buf)[:0], args)
-	b, err := t.unary("RequestVote", id, target, mVote, *buf, t.cfg.Timeout, urgent)
-	putBuf(buf)
-	if err != nil {
-		return err
-	}
-	return decodeRequestVoteResponse(b, resp)
+	return urgentRPC(t, "RequestVote", id, target, mVote, args, resp, appendRequestVoteRequest, decodeRequestVoteResponse)
 }
 
 // RequestPreVote sends a pre-vote request (urgent).
 func (t *Transport) RequestPreVote(id hraft.ServerID, target hraft.ServerAddress, args *hraft.RequestPreVoteRequest, resp *hraft.RequestPreVoteResponse) error {
-	buf := getBuf()
-	*buf = appendRequestPreVoteRequest((*buf)[:0], args)
-	b, err := t.unary("RequestPreVote", id, target, mPreVote, *buf, t.cfg.Timeout, urgent)
-	putBuf(buf)
-	if err != nil {
-		return err
-	}
-	return decodeRequestPreVoteResponse(b, resp)
+	return urgentRPC(t, "RequestPreVote", id, target, mPreVote, args, resp, appendRequestPreVoteRequest, decodeRequestPreVoteResponse)
 }
 
 // TimeoutNow asks the target to start an election now (urgent).
 func (t *Transport) TimeoutNow(id hraft.ServerID, target hraft.ServerAddress, args *hraft.TimeoutNowRequest, resp *hraft.TimeoutNowResponse) error {
+	return urgentRPC(t, "TimeoutNow", id, target, mTimeout, args, resp, appendTimeoutNowRequest, decodeTimeoutNowResponse)
+}
+
+// urgentRPC encodes args, makes one urgent call on a shared connection with
+// Timeout, and decodes the response into resp.
+func urgentRPC[Req, Resp any](t *Transport, op string, id hraft.ServerID, target hraft.ServerAddress, method uint64,
+	args *Req, resp *Resp, enc func([]byte, *Req) []byte, dec func([]byte, *Resp) error) error {
 	buf := getBuf()
-	*buf = appendTimeoutNowRequest((*buf)[:0], args)
-	b, err := t.unary("TimeoutNow", id, target, mTimeout, *buf, t.cfg.Timeout, urgent)
+	*buf = enc((*buf)[:0], args)
+	b, err := t.unary(op, id, target, method, *buf, t.cfg.Timeout, urgent)
 	putBuf(buf)
 	if err != nil {
 		return err
 	}
-	return decodeTimeoutNowResponse(b, resp)
+	return dec(b, resp)
 }
 
 // isHeartbeat is raft's own heartbeat predicate (NetworkTransport's
