@@ -208,8 +208,9 @@ func (t *Transport) SetHeartbeatHandler(cb func(hraft.RPC)) {
 // Close shuts the transport down: calls in flight fail at once, pipelines
 // close, snapshots being received fail, and RPCs arriving later are refused
 // (CodeShutdown) without reaching raft. It does not close the Server or
-// the Pool. It waits only for the transport's own goroutines, which end
-// promptly. Close is idempotent.
+// the Pool. It waits for the transport's own goroutines, which end
+// promptly, and for a call of raft's heartbeat handler already under way
+// (so none starts or runs after Close returns). Close is idempotent.
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closed.Store(true)
