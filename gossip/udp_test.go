@@ -31,15 +31,21 @@ var testCert = sync.OnceValue(func() *certgen.Pair {
 })
 
 // fastConfig shortens the timers tenfold or so.
+// fastConfig is a node's configuration with the intervals shortened for
+// tests. JoinRetryInterval too: at its default (5 s), equal to the tests'
+// bound for a cluster to converge, a first join attempt that failed (a
+// handshake past rpc-timeout while make test loads the machine) failed the
+// test ("3 nodes converge: not within 5s").
 func fastConfig(id string) Config {
 	return Config{
-		NodeID:           id,
-		ClusterKey:       testKey,
-		ProbeInterval:    200 * time.Millisecond,
-		ProbeTimeout:     100 * time.Millisecond,
-		GossipInterval:   50 * time.Millisecond,
-		PushPullInterval: 2 * time.Second,
-		Logger:           quiet,
+		NodeID:            id,
+		ClusterKey:        testKey,
+		ProbeInterval:     200 * time.Millisecond,
+		ProbeTimeout:      100 * time.Millisecond,
+		GossipInterval:    50 * time.Millisecond,
+		PushPullInterval:  2 * time.Second,
+		JoinRetryInterval: 250 * time.Millisecond,
+		Logger:            quiet,
 	}
 }
 
