@@ -194,9 +194,11 @@ func (p *pipeline) handOnLocked() {
 				p.releaseLocked(f.size)
 				continue
 			default:
+				if !p.t.spawn(p.feed) {
+					p.releaseLocked(f.size) // Close is waiting: nobody reads any more
+					continue
+				}
 				p.backlogging = true
-				p.t.wg.Add(1)
-				go p.feed()
 			}
 		}
 		p.backlog = append(p.backlog, f)
@@ -206,7 +208,6 @@ func (p *pipeline) handOnLocked() {
 // feed hands the backlog to Consumer, waiting for raft to read, until the
 // backlog is empty or the pipeline closes.
 func (p *pipeline) feed() {
-	defer p.t.wg.Done()
 	for {
 		p.mu.Lock()
 		if len(p.backlog) == 0 {

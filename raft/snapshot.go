@@ -236,6 +236,10 @@ func (t *Transport) serveSnapOpen(ctx context.Context, req *conn.Request) ([]byt
 		taken:    make(chan struct{}),
 	}
 	t.mu.Lock()
+	if t.draining {
+		t.mu.Unlock()
+		return t.refuse(req), nil
+	}
 	if len(t.sessions) >= maxSessions {
 		t.mu.Unlock()
 		return snapErr(req, fmt.Errorf("%d snapshots already in progress", maxSessions)), nil
@@ -243,7 +247,7 @@ func (t *Transport) serveSnapOpen(ctx context.Context, req *conn.Request) ([]byt
 	t.nextSess++
 	s.id = t.nextSess
 	t.sessions[s.id] = s
-	t.wg.Add(1)
+	t.wg.Add(1) // under mu, before Close sets draining and waits
 	t.mu.Unlock()
 	go s.watch()
 

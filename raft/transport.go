@@ -83,9 +83,11 @@ type Transport struct {
 	nextSess  uint64                 // guarded by mu
 	bulk      map[string]*bulkConn   // guarded by mu: by peer address
 
-	// wg counts the goroutines the transport owns (pipelines' decoders,
-	// snapshot sessions' watchers); Close waits for them.
-	wg sync.WaitGroup
+	// wg counts the goroutines the transport owns (pipelines' feeders,
+	// snapshot sessions' watchers); Close waits for them. Adds happen under
+	// mu while draining is false; Close sets draining, then waits.
+	wg       sync.WaitGroup
+	draining bool // guarded by mu
 
 	stats stats
 }
@@ -236,6 +238,7 @@ func (t *Transport) Close() error {
 		t.mu.Lock()
 		bulk := t.bulk
 		t.bulk = map[string]*bulkConn{}
+		t.draining = true // no wg.Add from here on: Wait may start
 		t.mu.Unlock()
 		for _, b := range bulk {
 			if b.c != nil {
@@ -245,6 +248,22 @@ func (t *Transport) Close() error {
 		t.wg.Wait()
 	})
 	return nil
+}
+
+// spawn runs f on a goroutine Close waits for, unless Close is already
+// waiting (then it reports false and f does not run).
+func (t *Transport) spawn(f func()) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.draining {
+		return false
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // isClosed reports whether Close has started.
