@@ -98,14 +98,7 @@ type Future struct {
 // order they were started give a pipeline whose replies are consumed in
 // send order; with a ModeOrdered method the handler also runs in that order.
 func (c *Conn) Go(ctx context.Context, method uint64, req []byte, opts ...hawser.CallOption) (*Future, error) {
-	o := hawser.Apply(opts)
-	cl := &call{done: make(chan struct{}), closes: true}
-	if err := c.start(ctx, cl, method, req, &o, 0); err != nil {
-		return nil, err
-	}
-	f := &Future{c: c, cl: cl}
-	f.stop = context.AfterFunc(ctx, func() { f.cancel(ctx.Err()) })
-	return f, nil
+	return c.GoFunc(ctx, method, req, nil, opts...)
 }
 
 // GoFunc is Go with a callback: then runs exactly once when the call
@@ -113,11 +106,18 @@ func (c *Conn) Go(ctx context.Context, method uint64, req []byte, opts ...hawser
 // often the connection's event loop — so it must not block and must not
 // call into the connection; it may read the Future's result with Wait,
 // which then returns at once. It saves the goroutine hop of a waiter on
-// Done (a pipeline that hands replies on in send order).
+// Done (a pipeline that hands replies on in send order). A nil then is Go.
 func (c *Conn) GoFunc(ctx context.Context, method uint64, req []byte, then func(*Future), opts ...hawser.CallOption) (*Future, error) {
 	o := hawser.Apply(opts)
 	cl := &call{done: make(chan struct{}), closes: true}
 	f := &Future{c: c, cl: cl}
+	if then == nil {
+		if err := c.start(ctx, cl, method, req, &o, 0); err != nil {
+			return nil, err
+		}
+		f.stop = context.AfterFunc(ctx, func() { f.cancel(ctx.Err()) })
+		return f, nil
+	}
 	// then runs where the call completes, unless that is before GoFunc
 	// has armed it (set f.stop): then GoFunc runs it before returning.
 	var mu sync.Mutex
