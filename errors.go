@@ -167,3 +167,33 @@ func WireError(err error) (Code, string, string) {
 	}
 	return codec.CodeUnknown, "", msg
 }
+
+// Client RPC errors (PROTOCOL.md §5.4). They are registered sentinels, so
+// a server's refusal is re-created on the client: errors.Is(err,
+// hawser.ErrPermissionDenied) holds for a *RemoteError that carries it.
+var (
+	// ErrPermissionDenied: the logged-in user may not call this method or
+	// start this flow. The handler did not run.
+	ErrPermissionDenied = errors.New("hawser: permission denied")
+	// ErrLoginFailed: the username or the password is wrong. It never
+	// says which: an unknown user and a wrong password get the same error.
+	ErrLoginFailed = errors.New("hawser: login failed: wrong username or password")
+	// ErrLoginLimited: too many logins from this source address failed;
+	// the server refuses logins from it until the lockout ends.
+	ErrLoginLimited = errors.New("hawser: too many failed logins from this address; retry later")
+	// ErrUnsupported: the server is older than what the call needs (a
+	// method declared Since a later platform version, or a minimum the
+	// client asked for). A method call that fails with it sent nothing.
+	ErrUnsupported = errors.New("hawser: not supported by the server's platform version")
+	// ErrUnknownFlow: no flow is registered under the name startFlow was
+	// given (asked only once the user may start it).
+	ErrUnknownFlow = errors.New("hawser: unknown flow")
+)
+
+func init() {
+	RegisterError("hawser.PermissionDenied", codec.CodePermissionDenied, ErrPermissionDenied)
+	RegisterError("hawser.LoginFailed", codec.CodeUnauthenticated, ErrLoginFailed)
+	RegisterError("hawser.LoginLimited", codec.CodeResourceExhausted, ErrLoginLimited)
+	RegisterError("hawser.Unsupported", codec.CodeUnimplemented, ErrUnsupported)
+	RegisterError("hawser.UnknownFlow", codec.CodeNotFound, ErrUnknownFlow)
+}

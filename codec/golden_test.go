@@ -35,6 +35,16 @@ func goldenVectors(t *testing.T) []struct {
 	if err != nil {
 		t.Fatal(err)
 	}
+	login := Hello{NodeID: "app", Username: "alice", Password: "s3cret", StreamWindow: 1 << 18}
+	loginBody, err := AppendHello(nil, &login)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loginAck := Hello{Version: 1, NodeID: "n2", MaxCalls: 1024, PlatformVersion: 3, Methods: []uint64{MethodID("hawser.platformVersion")}}
+	loginAckBody, err := AppendHello(nil, &loginAck)
+	if err != nil {
+		t.Fatal(err)
+	}
 	callBody := append(AppendCallPrefix(nil, MethodID("echo"), nil), "hi"...)
 	callMD := append(AppendCallPrefix(nil, MethodID("echo"), md), "hi"...)
 	f := func(h Header, body []byte) []byte { return Append(nil, Frame{Header: h, Body: body}) }
@@ -45,6 +55,8 @@ func goldenVectors(t *testing.T) []struct {
 		{"preface", AppendPreface(nil, Preface{Min: 1, Max: 1, Nonce: [32]byte{0xaa}})},
 		{"hello", f(Header{Kind: KindHello}, helloBody)},
 		{"hello_ack", f(Header{Kind: KindHelloAck}, ackBody)},
+		{"hello_login", f(Header{Kind: KindHello}, loginBody)},
+		{"hello_ack_client", f(Header{Kind: KindHelloAck}, loginAckBody)},
 		{"call", f(Header{Kind: KindCall, ID: 1, Arg: DeadlineArg(50 * time.Millisecond)}, callBody)},
 		{"call_metadata_urgent", f(Header{Kind: KindCall, Flags: FlagMetadata | FlagUrgent, ID: 3}, callMD)},
 		{"call_stream", f(Header{Kind: KindCall, Flags: FlagStream, ID: 5}, AppendCallPrefix(nil, MethodID("watch"), nil))},

@@ -93,7 +93,20 @@ type Hello struct {
 	MaxCalls     uint32   // HELLO_ACK: concurrent calls allowed per connection
 	MaxStreams   uint32   // HELLO_ACK: concurrent streams allowed per connection
 	Methods      []uint64 // HELLO_ACK: the method IDs the acceptor serves
+
+	// Client RPC (PROTOCOL.md §5.4): a dialer that logs in sends Username
+	// and Password instead of a Proof; the acceptor announces its
+	// application's PlatformVersion.
+	Username        string // HELLO: at most MaxUsername bytes
+	Password        string // HELLO: at most MaxPassword bytes
+	PlatformVersion uint32 // HELLO_ACK: the server's platform version
 }
+
+// MaxUsername and MaxPassword bound a login's fields.
+const (
+	MaxUsername = 255
+	MaxPassword = 1024
+)
 
 // TLV tags of Hello. Only append to this list.
 const (
@@ -108,6 +121,9 @@ const (
 	tagMaxCalls
 	tagMaxStreams
 	tagMethods
+	tagUsername
+	tagPassword
+	tagPlatformVersion
 	tagEnd
 )
 
@@ -137,7 +153,8 @@ func AppendHello(dst []byte, h *Hello) ([]byte, error) {
 			dst = append(dst, s...)
 		}
 	}
-	if len(h.NodeID) > 255 || len(h.AppVersion) > 255 || len(h.Methods) > 8000 {
+	if len(h.NodeID) > 255 || len(h.AppVersion) > 255 || len(h.Methods) > 8000 ||
+		len(h.Username) > MaxUsername || len(h.Password) > MaxPassword {
 		return dst[:start], ErrHelloTooLarge
 	}
 	u16(tagVersion, h.Version)
@@ -163,6 +180,9 @@ func AppendHello(dst []byte, h *Hello) ([]byte, error) {
 			dst = binary.BigEndian.AppendUint64(dst, m)
 		}
 	}
+	str(tagUsername, h.Username)
+	str(tagPassword, h.Password)
+	u32(tagPlatformVersion, h.PlatformVersion)
 	return dst, nil
 }
 
@@ -261,6 +281,21 @@ func (h *Hello) setField(tag byte, v []byte) error {
 		for i := range h.Methods {
 			h.Methods[i] = binary.BigEndian.Uint64(v[8*i:])
 		}
+	case tagUsername:
+		if len(v) == 0 || len(v) > MaxUsername {
+			return ErrBadHello
+		}
+		h.Username = string(v)
+	case tagPassword:
+		if len(v) > MaxPassword {
+			return ErrBadHello
+		}
+		h.Password = string(v)
+	case tagPlatformVersion:
+		if !fixed(4) {
+			return ErrBadHello
+		}
+		h.PlatformVersion = binary.BigEndian.Uint32(v)
 	}
 	return nil
 }

@@ -1,12 +1,14 @@
 package conn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"syscall"
 	"time"
 
@@ -35,6 +37,27 @@ type Config struct {
 	// ClusterKey is the cluster's shared secret; each side proves it holds
 	// it. Required, at least 16 bytes.
 	ClusterKey []byte
+
+	// Login makes a dialing side log in as a user (client RPC,
+	// PROTOCOL.md §5.4) instead of proving the cluster key: its HELLO
+	// carries the username and password, which only TLS protects, and the
+	// acceptor is authenticated by TLS alone (verify its certificate in
+	// TLS). ClusterKey must then be empty.
+	Login *Login
+
+	// Authenticate makes an accepting side a client RPC acceptor: a dialer
+	// must log in, and Authenticate decides, before any call runs, with
+	// the handshake's context (Timeout bounds it). It returns the session
+	// the connection carries (Conn.Session), or an error that goes to the
+	// dialer in a GOAWAY: its code and registered name as WireError gives
+	// them (CodeUnauthenticated when it has none), so it must not say more
+	// than the dialer may know. ClusterKey must then be empty.
+	Authenticate func(ctx context.Context, l LoginRequest) (session any, err error)
+
+	// PlatformVersion is the application's version an acceptor announces
+	// in HELLO_ACK (Corda's platform version); Conn.PeerPlatformVersion
+	// gives the dialer the peer's. 0 announces nothing.
+	PlatformVersion uint32
 
 	// NodeID and AppVersion identify this side to the peer (at most 255
 	// bytes each).
@@ -189,6 +212,19 @@ const (
 	DialReadPoller                 // a goroutine in Go's network poller
 )
 
+// Login is a dialer's username and password (Config.Login).
+type Login struct {
+	Username string // 1 to codec.MaxUsername bytes
+	Password string // at most codec.MaxPassword bytes
+}
+
+// LoginRequest is what Config.Authenticate is asked to decide on.
+type LoginRequest struct {
+	Remote   net.Addr // the dialer's address
+	Username string
+	Password string
+}
+
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("conn: invalid configuration")
 
@@ -198,7 +234,20 @@ func (c *Config) resolved(dialing bool) (*Config, error) {
 	if dialing {
 		r.Router = nil
 	}
-	if len(r.ClusterKey) < minClusterKey {
+	if dialing {
+		r.Authenticate = nil
+	} else {
+		r.Login = nil
+	}
+	switch {
+	case r.Login != nil || r.Authenticate != nil:
+		if len(r.ClusterKey) != 0 {
+			return nil, fmt.Errorf("%w: a client RPC connection (Login or Authenticate) takes no cluster key", ErrConfig)
+		}
+		if l := r.Login; l != nil && (l.Username == "" || len(l.Username) > codec.MaxUsername || len(l.Password) > codec.MaxPassword) {
+			return nil, fmt.Errorf("%w: a username of 1 to %d bytes and a password of at most %d are required", ErrConfig, codec.MaxUsername, codec.MaxPassword)
+		}
+	case len(r.ClusterKey) < minClusterKey:
 		return nil, fmt.Errorf("%w: cluster key must be at least %d bytes", ErrConfig, minClusterKey)
 	}
 	if !r.InsecurePlaintext {
@@ -277,7 +326,9 @@ func (c *Config) resolved(dialing bool) (*Config, error) {
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r.authKey = authKey(r.ClusterKey)
+	if len(r.ClusterKey) > 0 {
+		r.authKey = authKey(r.ClusterKey)
+	}
 	if r.versions == [2]uint16{} {
 		r.versions = [2]uint16{codec.VersionMin, codec.VersionMax}
 	}

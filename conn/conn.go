@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
 	"sync"
@@ -34,8 +35,9 @@ type Conn struct {
 	tc       *tls.Conn // nil with InsecurePlaintext
 	tr       *transport
 	eng      *Engine
-	compress bool // both sides announced codec.FeatureS2
-	fragSize int  // largest payload put in one frame toward the peer
+	compress bool         // both sides announced codec.FeatureS2
+	fragSize int          // largest payload put in one frame toward the peer
+	log      *slog.Logger // cfg.Logger, with the user of a client RPC session
 
 	// Set by onOpen on the loop before the Conn is shared.
 	gc sock
@@ -113,6 +115,10 @@ func newConn(cfg *Config, eng *Engine, h *handshake, pi *peerInfo, dialer bool) 
 		eng:    eng,
 		closed: make(chan struct{}),
 		nextID: 1,
+	}
+	c.log = cfg.Logger
+	if pi.user != "" {
+		c.log = c.log.With("user", pi.user)
 	}
 	c.compress = pi.features&codec.FeatureS2 != 0
 	// A first fragment also carries the call prefix (at most 10 bytes plus
@@ -283,6 +289,18 @@ func (c *Conn) LocalAddr() string  { return c.local }
 // PeerNodeID and PeerAppVersion are what the peer announced in its HELLO.
 func (c *Conn) PeerNodeID() string     { return c.peer.nodeID }
 func (c *Conn) PeerAppVersion() string { return c.peer.appVersion }
+
+// PeerPlatformVersion is the application version the acceptor announced
+// (Config.PlatformVersion); 0 if it announced none or on an accepted
+// connection.
+func (c *Conn) PeerPlatformVersion() uint32 { return c.peer.platform }
+
+// User is the username the dialer logged in as on a client RPC acceptor
+// (Config.Authenticate), or "".
+func (c *Conn) User() string { return c.peer.user }
+
+// Session is what Config.Authenticate returned for this connection, or nil.
+func (c *Conn) Session() any { return c.peer.session }
 
 // Version is the negotiated protocol version.
 func (c *Conn) Version() uint16 { return c.peer.version }
@@ -522,7 +540,7 @@ func (c *Conn) failLoop(err error, code codec.Code) gnet.Action {
 		c.flush()
 	}
 	c.report(err)
-	c.cfg.Logger.Debug("hawser: closing connection", "remote", c.remote, "err", err)
+	c.log.Debug("hawser: closing connection", "remote", c.remote, "err", err)
 	return gnet.Close
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hawser-rpc/hawser"
 	"github.com/hawser-rpc/hawser/codec"
 )
 
@@ -45,7 +46,17 @@ var (
 // before it closed the connection.
 type PeerError struct {
 	Code    codec.Code
+	Name    string // a registered error name, if the peer sent one
 	Message string
+}
+
+// Unwrap returns the sentinel registered (hawser.RegisterError) under the
+// peer's error name, if any: errors.Is(err, hawser.ErrLoginFailed).
+func (e *PeerError) Unwrap() error {
+	if e.Name == "" {
+		return nil
+	}
+	return hawser.NewRemoteError(e.Code, e.Name, e.Message).Unwrap()
 }
 
 func (e *PeerError) Error() string {

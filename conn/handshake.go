@@ -13,6 +13,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/hawser-rpc/hawser"
 	"github.com/hawser-rpc/hawser/codec"
 )
 
@@ -52,6 +53,10 @@ type peerInfo struct {
 	maxCalls   uint32 // dialer: calls the acceptor allows in flight
 	maxStreams uint32 // dialer: streams the acceptor allows in flight
 	methods    map[uint64]struct{}
+
+	platform uint32 // dialer: the acceptor's PlatformVersion
+	user     string // acceptor: the logged-in username (client RPC)
+	session  any    // acceptor: what Config.Authenticate returned
 }
 
 func authKey(clusterKey []byte) []byte {
@@ -168,8 +173,11 @@ func closedDuringHandshake(err error) error {
 }
 
 // refuse sends a GOAWAY with code and message: the handshake failed.
-func (h *handshake) refuse(code codec.Code, msg string) {
-	body := codec.AppendErrorBody(nil, "", msg)
+func (h *handshake) refuse(code codec.Code, msg string) { h.refuseNamed(code, "", msg) }
+
+// refuseNamed is refuse with a registered error name (client RPC logins).
+func (h *handshake) refuseNamed(code codec.Code, name, msg string) {
+	body := codec.AppendErrorBody(nil, name, msg)
 	f := codec.Append(nil, codec.Frame{Header: codec.Header{Kind: codec.KindGoAway, Code: code}, Body: body})
 	_ = h.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	_, _ = h.rw.Write(f)
@@ -206,10 +214,14 @@ func dialHandshake(ctx context.Context, cfg *Config, nc net.Conn) (*handshake, *
 	hello := codec.Hello{
 		NodeID:       cfg.NodeID,
 		AppVersion:   cfg.AppVersion,
-		Proof:        proof(cfg.authKey, dialerLabel, binding, nil, cfg.NodeID),
 		MaxFrame:     cfg.MaxFrameSize,
 		MaxMessage:   cfg.MaxMessageSize,
 		StreamWindow: cfg.StreamWindow,
+	}
+	if cfg.Login != nil {
+		hello.Username, hello.Password = cfg.Login.Username, cfg.Login.Password
+	} else {
+		hello.Proof = proof(cfg.authKey, dialerLabel, binding, nil, cfg.NodeID)
 	}
 	if cfg.Compression {
 		hello.Features |= codec.FeatureS2
@@ -236,7 +248,7 @@ func dialHandshake(ctx context.Context, cfg *Config, nc net.Conn) (*handshake, *
 	case codec.KindHelloAck:
 	case codec.KindGoAway:
 		eb, _ := codec.ParseErrorBody(f.Body)
-		pe := &PeerError{Code: f.Code, Message: string(eb.Message)}
+		pe := &PeerError{Code: f.Code, Name: string(eb.Name), Message: string(eb.Message)}
 		if f.Code == codec.CodeUnauthenticated || f.Code == codec.CodeVersionMismatch {
 			return nil, nil, pe // matches ErrAuth or ErrVersionMismatch
 		}
@@ -248,14 +260,17 @@ func dialHandshake(ctx context.Context, cfg *Config, nc net.Conn) (*handshake, *
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
-	want := proof(cfg.authKey, acceptLabel, binding, hello.Proof[:], ack.NodeID)
-	if !hmac.Equal(want[:], ack.Proof[:]) {
-		return nil, nil, fmt.Errorf("%w: the acceptor's proof does not match this cluster key", ErrAuth)
+	if cfg.Login == nil {
+		want := proof(cfg.authKey, acceptLabel, binding, hello.Proof[:], ack.NodeID)
+		if !hmac.Equal(want[:], ack.Proof[:]) {
+			return nil, nil, fmt.Errorf("%w: the acceptor's proof does not match this cluster key", ErrAuth)
+		}
 	}
 	if ack.Version < max(h.self.Min, h.peer.Min) || ack.Version > min(h.self.Max, h.peer.Max) {
 		return nil, nil, fmt.Errorf("%w: acceptor chose version %d", ErrHandshake, ack.Version)
 	}
 	pi := peerFromHello(&ack, hello.Features)
+	pi.platform = ack.PlatformVersion
 	pi.methods = make(map[uint64]struct{}, len(ack.Methods))
 	for _, m := range ack.Methods {
 		pi.methods[m] = struct{}{}
@@ -306,22 +321,42 @@ func acceptHandshake(ctx context.Context, cfg *Config, nc net.Conn) (*handshake,
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
-	want := proof(cfg.authKey, dialerLabel, binding, nil, hello.NodeID)
-	if !hmac.Equal(want[:], hello.Proof[:]) {
-		h.refuse(codec.CodeUnauthenticated, "cluster-key proof does not match")
-		return nil, nil, fmt.Errorf("%w: the dialer's proof does not match this cluster key", ErrAuth)
+	var session any
+	if cfg.Authenticate != nil {
+		if hello.Username == "" {
+			h.refuse(codec.CodeUnauthenticated, "this port serves client RPC: log in with a username and password")
+			return nil, nil, fmt.Errorf("%w: the dialer did not log in", ErrAuth)
+		}
+		session, err = cfg.Authenticate(ctx, LoginRequest{Remote: nc.RemoteAddr(), Username: hello.Username, Password: hello.Password})
+		if err != nil {
+			code, name, msg := hawser.WireError(err)
+			if code == codec.CodeUnknown {
+				code = codec.CodeUnauthenticated
+			}
+			h.refuseNamed(code, name, msg)
+			return nil, nil, fmt.Errorf("%w: login of %q: %w", ErrAuth, hello.Username, err)
+		}
+	} else {
+		want := proof(cfg.authKey, dialerLabel, binding, nil, hello.NodeID)
+		if !hmac.Equal(want[:], hello.Proof[:]) {
+			h.refuse(codec.CodeUnauthenticated, "cluster-key proof does not match")
+			return nil, nil, fmt.Errorf("%w: the dialer's proof does not match this cluster key", ErrAuth)
+		}
 	}
 	ack := codec.Hello{
-		Version:      version,
-		NodeID:       cfg.NodeID,
-		AppVersion:   cfg.AppVersion,
-		Proof:        proof(cfg.authKey, acceptLabel, binding, hello.Proof[:], cfg.NodeID),
-		MaxFrame:     cfg.MaxFrameSize,
-		MaxMessage:   cfg.MaxMessageSize,
-		StreamWindow: cfg.StreamWindow,
-		MaxCalls:     cfg.MaxCalls,
-		MaxStreams:   cfg.MaxStreams,
-		Methods:      cfg.Router.Methods(),
+		Version:         version,
+		NodeID:          cfg.NodeID,
+		AppVersion:      cfg.AppVersion,
+		PlatformVersion: cfg.PlatformVersion,
+		MaxFrame:        cfg.MaxFrameSize,
+		MaxMessage:      cfg.MaxMessageSize,
+		StreamWindow:    cfg.StreamWindow,
+		MaxCalls:        cfg.MaxCalls,
+		MaxStreams:      cfg.MaxStreams,
+		Methods:         cfg.Router.Methods(),
+	}
+	if cfg.Authenticate == nil {
+		ack.Proof = proof(cfg.authKey, acceptLabel, binding, hello.Proof[:], cfg.NodeID)
 	}
 	if cfg.Compression {
 		ack.Features |= codec.FeatureS2
@@ -335,6 +370,10 @@ func acceptHandshake(ctx context.Context, cfg *Config, nc net.Conn) (*handshake,
 	}
 	pi := peerFromHello(&hello, ack.Features)
 	pi.version = version
+	pi.session = session
+	if session != nil {
+		pi.user = hello.Username
+	}
 	return h, pi, nil
 }
 

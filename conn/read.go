@@ -442,7 +442,7 @@ func (c *Conn) onGoAway(f codec.Frame) error {
 	c.drainWatch.Store(true)
 	if f.Code != codec.CodeOK && c.closeErr == nil {
 		eb, _ := codec.ParseErrorBody(f.Body)
-		c.closeErr = &PeerError{Code: f.Code, Message: string(eb.Message)}
+		c.closeErr = &PeerError{Code: f.Code, Name: string(eb.Name), Message: string(eb.Message)}
 	}
 	if c.dialer {
 		c.lastID = f.Arg

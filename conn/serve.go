@@ -380,7 +380,7 @@ func (sc *serverCall) run(onLoop bool) {
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
-				sc.c.cfg.Logger.Error("hawser: handler panicked", "method", fmt.Sprintf("%#x", sc.req().Method),
+				sc.c.log.Error("hawser: handler panicked", "method", fmt.Sprintf("%#x", sc.req().Method),
 					"panic", r, "stack", string(debug.Stack()))
 				err = &panicError{r}
 			}
