@@ -35,6 +35,7 @@ type MethodOption func(*methodOptions)
 
 type methodOptions struct {
 	urgent bool
+	since  uint32 // Since: the platform version the method needs
 }
 
 // UrgentMethod makes every call of the method urgent (see Urgent): for
@@ -80,12 +81,18 @@ func NewMethodCodec[Req, Resp any](name string, req Codec[Req], resp Codec[Resp]
 func (m *Method[Req, Resp]) Name() string { return m.name }
 func (m *Method[Req, Resp]) ID() uint64   { return m.id }
 
+// Since is the platform version the method needs (Since), or 0.
+func (m *Method[Req, Resp]) Since() uint32 { return m.opts.since }
+
 // Urgent reports whether the method was defined with UrgentMethod.
 func (m *Method[Req, Resp]) Urgent() bool { return m.opts.urgent }
 
 // Call calls the method through c.
 func (m *Method[Req, Resp]) Call(ctx context.Context, c Caller, req Req, opts ...CallOption) (Resp, error) {
 	var zero Resp
+	if err := checkSince(c, m.name, m.opts.since); err != nil {
+		return zero, err
+	}
 	payload, err := m.req.Append(nil, req)
 	if err != nil {
 		return zero, fmt.Errorf("hawser: encoding %s request: %w", m.name, err)
@@ -117,10 +124,12 @@ type Stream[Req, Item any] struct {
 	id   uint64
 	req  Codec[Req]
 	item Codec[Item]
+	opts methodOptions
 }
 
-// NewStream defines a stream method; see NewMethod for names and codecs.
-func NewStream[Req, Item any](name string) *Stream[Req, Item] {
+// NewStream defines a stream method; see NewMethod for names, codecs and
+// options (Since).
+func NewStream[Req, Item any](name string, opts ...MethodOption) *Stream[Req, Item] {
 	rc, err := CodecFor[Req]()
 	if err != nil {
 		panic(fmt.Sprintf("hawser: stream %q request: %v", name, err))
@@ -129,12 +138,16 @@ func NewStream[Req, Item any](name string) *Stream[Req, Item] {
 	if err != nil {
 		panic(fmt.Sprintf("hawser: stream %q item: %v", name, err))
 	}
-	return NewStreamCodec(name, rc, ic)
+	return NewStreamCodec(name, rc, ic, opts...)
 }
 
 // NewStreamCodec defines a stream method with explicit codecs.
-func NewStreamCodec[Req, Item any](name string, req Codec[Req], item Codec[Item]) *Stream[Req, Item] {
-	return &Stream[Req, Item]{name: name, id: codec.MethodID(name), req: req, item: item}
+func NewStreamCodec[Req, Item any](name string, req Codec[Req], item Codec[Item], opts ...MethodOption) *Stream[Req, Item] {
+	s := &Stream[Req, Item]{name: name, id: codec.MethodID(name), req: req, item: item}
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	return s
 }
 
 func (s *Stream[Req, Item]) Name() string { return s.name }
@@ -142,6 +155,9 @@ func (s *Stream[Req, Item]) ID() uint64   { return s.id }
 
 // Open opens the stream through c. ctx bounds the whole stream.
 func (s *Stream[Req, Item]) Open(ctx context.Context, c Caller, req Req, opts ...CallOption) (*StreamReader[Item], error) {
+	if err := checkSince(c, s.name, s.opts.since); err != nil {
+		return nil, err
+	}
 	payload, err := s.req.Append(nil, req)
 	if err != nil {
 		return nil, fmt.Errorf("hawser: encoding %s request: %w", s.name, err)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/hawser-rpc/hawser"
 )
 
 // ErrBadPermission is wrapped by every error of ParsePermission: a
@@ -14,7 +16,7 @@ var ErrBadPermission = errors.New("auth: malformed permission")
 
 // StartFlowMethod is the name of the one method every flow is started
 // through (server.RegisterFlow). InvokeRpc.startFlow allows every flow.
-const StartFlowMethod = "startFlow"
+const StartFlowMethod = hawser.StartFlowMethod
 
 // Permission is one parsed permission string, after Corda's grammar:
 //

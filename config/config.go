@@ -82,6 +82,8 @@ type Node struct {
 const (
 	DefaultBindAddr          = "0.0.0.0"
 	DefaultPort              = 7911
+	DefaultClientBindAddr    = "127.0.0.1"
+	DefaultClientPort        = 7912
 	DefaultInactivityTimeout = Millis(300000)
 	DefaultTimeout           = Millis(1000)
 	DefaultRetriesMax        = 5

@@ -1,14 +1,17 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
+	"github.com/hawser-rpc/hawser/auth"
 	"github.com/hawser-rpc/hawser/config"
 	"github.com/hawser-rpc/hawser/conn"
 )
@@ -66,6 +69,30 @@ type Config struct {
 	// legitimate dialer would otherwise miss. Default Timeout (1s).
 	FirstByteTimeout time.Duration
 
+	// Auth makes this a client RPC server (client-rpc-port, PROTOCOL.md
+	// §5.4): peers log in with a username and password that Auth checks,
+	// instead of proving the cluster key (ClusterKey must be empty), and
+	// every call but hawser.platformVersion is checked against the user's
+	// permissions before its handler runs. TLS is then optional: without
+	// a certificate the server speaks plaintext, which it refuses on a
+	// non-loopback BindAddr unless InsecurePlaintext is set. BindAddr and
+	// Port default to 127.0.0.1 and 7912.
+	Auth *auth.Service
+	// InsecurePlaintext (client-rpc-insecure-plaintext) lets a client RPC
+	// server without a certificate listen on a non-loopback address,
+	// where passwords would cross the network in clear.
+	InsecurePlaintext bool
+
+	// PlatformVersion is the application's version, announced to clients
+	// (Corda's platform version) and answered by hawser.platformVersion.
+	PlatformVersion uint32
+
+	// Engine, if set, runs this server's connections on an Engine shared
+	// with another server or a pool (a node's cluster and client ports),
+	// instead of one of its own. The server closes its own connections
+	// and leaves the Engine open.
+	Engine *conn.Engine
+
 	// Conn tunes every accepted connection (limits, windows, keepalive,
 	// compression). Its TLS, ClusterKey, NodeID, AppVersion, Timeout,
 	// InactivityTimeout and Router are set from the fields above.
@@ -81,6 +108,11 @@ Make a self-signed pair (the cluster key authenticates peers) with:
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
     -subj /CN=$(hostname) -keyout key.pem -out cert.pem
 then set rpc-cert-path: cert.pem and rpc-key-path: key.pem`)
+
+// ErrPlaintextClient is returned by New for a client RPC server without
+// TLS on a non-loopback address.
+var ErrPlaintextClient = errors.New(`server: the client RPC port has no certificate (client-rpc-cert-path, client-rpc-key-path) and listens on a non-loopback address: clients' passwords would cross the network in clear.
+Set client-rpc-cert-path and client-rpc-key-path (hawser dev-cert makes a pair), bind it to 127.0.0.1, or set client-rpc-insecure-plaintext: true if the network is trusted`)
 
 // ConfigFromNode builds a Config from a node's configuration file.
 func ConfigFromNode(n config.Node) Config {
@@ -140,22 +172,54 @@ func (c *Config) addr() string {
 	host, port := c.BindAddr, c.Port
 	if host == "" {
 		host = config.DefaultBindAddr
+		if c.Auth != nil {
+			host = config.DefaultClientBindAddr
+		}
 	}
 	switch port {
 	case 0:
 		port = config.DefaultPort
+		if c.Auth != nil {
+			port = config.DefaultClientPort
+		}
 	case -1:
 		port = 0
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
+// checkPlaintext refuses a plaintext client port on a non-loopback
+// address unless InsecurePlaintext says so.
+func (c *Config) checkPlaintext() error {
+	if c.InsecurePlaintext {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(c.addr())
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		return nil
+	}
+	return ErrPlaintextClient
+}
+
 // connConfig resolves the per-connection configuration.
 func (c *Config) connConfig(r conn.Router) (*conn.Config, error) {
 	cert := c.Certificate
+	cc := c.Conn
 	if cert == nil {
 		if c.CertFile == "" || c.KeyFile == "" {
-			if !c.Conn.InsecurePlaintext {
+			if c.Auth != nil {
+				if err := c.checkPlaintext(); err != nil {
+					return nil, err
+				}
+				cc.InsecurePlaintext = true
+			}
+			if !cc.InsecurePlaintext {
 				return nil, ErrNoCertificate
 			}
 		} else {
@@ -166,7 +230,6 @@ func (c *Config) connConfig(r conn.Router) (*conn.Config, error) {
 			cert = &pair
 		}
 	}
-	cc := c.Conn
 	if !cc.InsecurePlaintext {
 		if cc.TLS == nil {
 			cc.TLS = conn.ServerTLS(*cert)
@@ -179,6 +242,12 @@ func (c *Config) connConfig(r conn.Router) (*conn.Config, error) {
 		}
 	}
 	cc.ClusterKey = c.ClusterKey
+	cc.PlatformVersion = c.PlatformVersion
+	if a := c.Auth; a != nil {
+		cc.Authenticate = func(ctx context.Context, l conn.LoginRequest) (any, error) {
+			return a.Login(ctx, l.Remote, l.Username, l.Password)
+		}
+	}
 	cc.NodeID, cc.AppVersion = c.NodeID, c.AppVersion
 	cc.Timeout = c.Timeout
 	cc.InactivityTimeout = c.InactivityTimeout

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/hawser-rpc/hawser/auth"
 	"github.com/hawser-rpc/hawser/conn"
 	"github.com/hawser-rpc/hawser/internal/workers"
 )
@@ -18,6 +19,7 @@ type Server struct {
 	log    *slog.Logger
 	routes map[uint64]*conn.Route // immutable once serving
 	names  map[uint64]string
+	flows  map[string]flowFunc // immutable once serving
 	ids    []uint64
 	pool   *workers.Pool
 	ccfg   *conn.Config // resolved once by New (the certificate files are read there)
@@ -52,6 +54,7 @@ func New(cfg Config) (*Server, error) {
 		log:    cfg.Logger,
 		routes: map[uint64]*conn.Route{},
 		names:  map[uint64]string{},
+		flows:  map[string]flowFunc{},
 		conns:  map[*conn.Conn]struct{}{},
 		ready:  make(chan struct{}),
 	}
@@ -61,11 +64,17 @@ func New(cfg Config) (*Server, error) {
 	}
 	ccfg.OnClose = s.forget
 	s.ccfg = ccfg
-	if len(cfg.ClusterKey) < 16 {
+	switch {
+	case cfg.Auth != nil && len(cfg.ClusterKey) > 0:
+		return nil, errors.New("server: a client RPC server (Auth) takes no cluster key: clients log in as users")
+	case cfg.Auth == nil && len(cfg.ClusterKey) < 16:
 		return nil, errors.New("server: a cluster key of at least 16 bytes is required")
 	}
 	s.pool = workers.New(workers.Config{Max: cfg.MaxWorkers, Queue: cfg.QueueSize})
 	s.adm = newAdmission(cfg.admission())
+	if err := s.registerBuiltins(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -76,13 +85,16 @@ func (s *Server) register(name string, id uint64, r *conn.Route) error {
 	if s.started {
 		return fmt.Errorf("server: %q registered after Serve started", name)
 	}
+	if id == startFlowID && name != auth.StartFlowMethod {
+		return fmt.Errorf("server: %q has the method ID of startFlow: rename it", name)
+	}
 	if other, dup := s.names[id]; dup {
 		if other == name {
 			return fmt.Errorf("server: %q registered twice", name)
 		}
 		return fmt.Errorf("server: %q and %q have the same method ID %#x: rename one", name, other, id)
 	}
-	s.routes[id], s.names[id] = r, name
+	s.routes[id], s.names[id] = s.guard(name, r), name
 	s.ids = append(s.ids, id)
 	return nil
 }
@@ -120,11 +132,17 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("server: Serve called twice")
 	}
 	s.started = true
-	eng, err := conn.NewEngine(conn.EngineConfig{})
+	eng := s.cfg.Engine
+	var err error
+	if eng == nil {
+		eng, err = conn.NewEngine(conn.EngineConfig{})
+	}
 	if err == nil {
 		var ln net.Listener
 		if ln, err = net.Listen("tcp", s.cfg.addr()); err != nil {
-			_ = eng.Close()
+			if s.cfg.Engine == nil {
+				_ = eng.Close()
+			}
 			err = fmt.Errorf("server: listen: %w", err)
 		} else {
 			s.eng, s.ln = eng, ln
@@ -138,7 +156,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	}
 	defer close(s.loopDone)
-	s.log.Info("hawser: serving", "addr", s.ln.Addr().String(), "methods", len(s.ids))
+	if s.cfg.Auth != nil {
+		s.log.Info("hawser: serving client RPC", "addr", s.ln.Addr().String(), "methods", len(s.ids), "tls", !s.ccfg.InsecurePlaintext)
+	} else {
+		s.log.Info("hawser: serving", "addr", s.ln.Addr().String(), "methods", len(s.ids))
+	}
 
 	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
 	defer stop()
@@ -328,9 +350,20 @@ func (s *Server) stopAccepting(ctx context.Context) ([]*conn.Conn, error) {
 func (s *Server) finish(ctx context.Context) error {
 	s.mu.Lock()
 	eng := s.eng
+	var left []*conn.Conn
+	if s.cfg.Engine != nil {
+		eng = nil // shared: close only this server's connections
+		for c := range s.conns {
+			left = append(left, c)
+		}
+	}
 	s.mu.Unlock()
 	if eng != nil {
 		_ = eng.Close()
+	}
+	for _, c := range left {
+		_ = c.Close()
+		<-c.Done()
 	}
 	if err := waitGroup(ctx, &s.handlers); err != nil {
 		return err
