@@ -22,7 +22,9 @@ import (
 // u64 is a message with the encoding Binary interfaces.
 type u64 struct{ V uint64 }
 
-func (m *u64) AppendBinary(b []byte) ([]byte, error) { return binary.BigEndian.AppendUint64(b, m.V), nil }
+func (m *u64) AppendBinary(b []byte) ([]byte, error) {
+	return binary.BigEndian.AppendUint64(b, m.V), nil
+}
 func (m *u64) UnmarshalBinary(b []byte) error {
 	if len(b) != 8 {
 		return errors.New("u64: want 8 bytes")
