@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hawser-rpc/hawser/auth"
 )
 
 // Millis is a duration written in the file as whole milliseconds.
@@ -76,7 +79,94 @@ type Node struct {
 	GossipPushPullInterval Millis `yaml:"gossip-push-pull-interval"`
 	// GossipPacketSize is the largest gossip datagram, in bytes.
 	GossipPacketSize int `yaml:"gossip-packet-size"`
+
+	// Client RPC (applications and operators, who log in as users). The
+	// client port is served when rpc-users or security is set.
+
+	// ClientBindAddr and ClientPort are where the client port listens.
+	ClientBindAddr string `yaml:"client-rpc-bind-addr"`
+	ClientPort     int    `yaml:"client-rpc-port"`
+	// ClientCertPath and ClientKeyPath turn TLS on for the client port
+	// (off by default, as in Corda).
+	ClientCertPath string `yaml:"client-rpc-cert-path"`
+	ClientKeyPath  string `yaml:"client-rpc-key-path"`
+	// ClientInsecurePlaintext allows a client port without TLS on a
+	// non-loopback address, where passwords cross the network in clear.
+	ClientInsecurePlaintext bool `yaml:"client-rpc-insecure-plaintext"`
+	// ClientLoginLimit bounds failed logins per source address.
+	ClientLoginLimit LoginLimit `yaml:"client-rpc-login-limit"`
+	// RPCUsers is a static list of users with plain passwords (Corda's
+	// rpcUsers). It excludes Security.
+	RPCUsers []User `yaml:"rpc-users"`
+	// Security is Corda's security block: the users' data source.
+	Security *Security `yaml:"security"`
 }
+
+// User is one user of rpc-users or of an INMEMORY data source.
+type User struct {
+	Username    string   `yaml:"username"`
+	Password    string   `yaml:"password"`
+	Permissions []string `yaml:"permissions"`
+}
+
+// LoginLimit is client-rpc-login-limit: after Failures failed logins from
+// one address within Window, logins from it are refused for Lockout.
+type LoginLimit struct {
+	Failures int    `yaml:"failures"` // default 10; -1 disables
+	Window   Millis `yaml:"window"`   // default 60000
+	Lockout  Millis `yaml:"lockout"`  // default 60000
+}
+
+// Security is the security block (Corda's security.authService).
+type Security struct {
+	AuthService AuthService `yaml:"auth-service"`
+}
+
+// AuthService is security.auth-service.
+type AuthService struct {
+	DataSource DataSource  `yaml:"data-source"`
+	Options    AuthOptions `yaml:"options"`
+}
+
+// DataSource is security.auth-service.data-source.
+type DataSource struct {
+	// Type is INMEMORY (Users) or DB (Connection).
+	Type string `yaml:"type"`
+	// PasswordEncryption is NONE (default), SHIRO_1_CRYPT or ARGON2ID.
+	PasswordEncryption string `yaml:"password-encryption"`
+	// Users are an INMEMORY source's users.
+	Users []User `yaml:"users"`
+	// Connection is a DB source's database.
+	Connection *Connection `yaml:"connection"`
+}
+
+// Connection names a database/sql driver and its data source name. The
+// driver must be linked into the program: import
+// github.com/hawser-rpc/hawser/drivers for "sqlite" and "pgx".
+type Connection struct {
+	Driver string `yaml:"driver"`
+	DSN    string `yaml:"dsn"`
+}
+
+// AuthOptions is security.auth-service.options.
+type AuthOptions struct {
+	Cache *Cache `yaml:"cache"`
+}
+
+// Cache is options.cache: no cache unless set.
+type Cache struct {
+	ExpireAfterSecs int `yaml:"expire-after-secs"`
+	MaxEntries      int `yaml:"max-entries"`
+}
+
+// Data source types.
+const (
+	DataSourceInMemory = "INMEMORY"
+	DataSourceDB       = "DB"
+)
+
+// ClientEnabled reports whether the node serves a client port.
+func (n Node) ClientEnabled() bool { return len(n.RPCUsers) > 0 || n.Security != nil }
 
 // Defaults of the keys.
 const (
@@ -84,6 +174,9 @@ const (
 	DefaultPort              = 7911
 	DefaultClientBindAddr    = "127.0.0.1"
 	DefaultClientPort        = 7912
+	DefaultLoginFailures     = 10
+	DefaultLoginWindow       = Millis(60000)
+	DefaultLoginLockout      = Millis(60000)
 	DefaultInactivityTimeout = Millis(300000)
 	DefaultTimeout           = Millis(1000)
 	DefaultRetriesMax        = 5
@@ -138,6 +231,21 @@ func (n Node) WithDefaults() Node {
 	if n.GossipPacketSize == 0 {
 		n.GossipPacketSize = DefaultGossipPacketSize
 	}
+	if n.ClientBindAddr == "" {
+		n.ClientBindAddr = DefaultClientBindAddr
+	}
+	if n.ClientPort == 0 {
+		n.ClientPort = DefaultClientPort
+	}
+	if n.ClientLoginLimit.Failures == 0 {
+		n.ClientLoginLimit.Failures = DefaultLoginFailures
+	}
+	if n.ClientLoginLimit.Window == 0 {
+		n.ClientLoginLimit.Window = DefaultLoginWindow
+	}
+	if n.ClientLoginLimit.Lockout == 0 {
+		n.ClientLoginLimit.Lockout = DefaultLoginLockout
+	}
 	return n
 }
 
@@ -176,7 +284,96 @@ func (n Node) Validate() error {
 			return fmt.Errorf("%w: gossip-advertise-addr: %q: %w", ErrInvalid, n.GossipAdvertiseAddr, err)
 		}
 	}
+	return n.validateClient()
+}
+
+// validateClient checks the client RPC keys: the users' source, the
+// permission strings, and TLS off loopback.
+func (n Node) validateClient() error {
+	switch {
+	case n.ClientPort < 0 || n.ClientPort > 65535:
+		return fmt.Errorf("%w: client-rpc-port %d out of range", ErrInvalid, n.ClientPort)
+	case n.ClientEnabled() && n.ClientPort == n.Port && sameHost(n.ClientBindAddr, n.BindAddr):
+		return fmt.Errorf("%w: client-rpc-port and rpc-port are both %d on the same address", ErrInvalid, n.Port)
+	case (n.ClientCertPath == "") != (n.ClientKeyPath == ""):
+		return fmt.Errorf("%w: client-rpc-cert-path and client-rpc-key-path go together", ErrInvalid)
+	case n.ClientLoginLimit.Failures < -1 || n.ClientLoginLimit.Window < 0 || n.ClientLoginLimit.Lockout < 0:
+		return fmt.Errorf("%w: client-rpc-login-limit: failures must be positive (or -1 to disable), window and lockout not negative", ErrInvalid)
+	case len(n.RPCUsers) > 0 && n.Security != nil:
+		return fmt.Errorf("%w: rpc-users and security are both set: a node takes its users from one of them (Corda's rule); move the rpc-users into security.auth-service.data-source (type: INMEMORY) or drop the security block", ErrInvalid)
+	}
+	if n.ClientEnabled() && n.ClientCertPath == "" && !n.ClientInsecurePlaintext && !isLoopback(n.ClientBindAddr) {
+		return fmt.Errorf("%w: client-rpc-bind-addr %s is not a loopback address and the client port has no TLS: "+
+			"passwords would cross the network in clear. Set client-rpc-cert-path and client-rpc-key-path, "+
+			"bind it to 127.0.0.1, or set client-rpc-insecure-plaintext: true on a trusted network", ErrInvalid, n.ClientBindAddr)
+	}
+	if err := checkUsers("rpc-users", n.RPCUsers); err != nil {
+		return err
+	}
+	if n.Security == nil {
+		return nil
+	}
+	ds := n.Security.AuthService.DataSource
+	const where = "security.auth-service.data-source"
+	if _, err := auth.ParseEncryption(ds.PasswordEncryption); err != nil {
+		return fmt.Errorf("%w: %s.password-encryption: %w", ErrInvalid, where, err)
+	}
+	switch strings.ToUpper(ds.Type) {
+	case DataSourceInMemory:
+		if ds.Connection != nil {
+			return fmt.Errorf("%w: %s: an INMEMORY source takes users, not a connection", ErrInvalid, where)
+		}
+		if err := checkUsers(where+".users", ds.Users); err != nil {
+			return err
+		}
+	case DataSourceDB:
+		if len(ds.Users) > 0 {
+			return fmt.Errorf("%w: %s: a DB source reads its users from the database; users is for type INMEMORY", ErrInvalid, where)
+		}
+		if ds.Connection == nil || ds.Connection.Driver == "" || ds.Connection.DSN == "" {
+			return fmt.Errorf("%w: %s: a DB source needs connection.driver and connection.dsn", ErrInvalid, where)
+		}
+	default:
+		return fmt.Errorf("%w: %s.type %q: want INMEMORY or DB", ErrInvalid, where, ds.Type)
+	}
+	if c := n.Security.AuthService.Options.Cache; c != nil && (c.ExpireAfterSecs <= 0 || c.MaxEntries < 0) {
+		return fmt.Errorf("%w: security.auth-service.options.cache: expire-after-secs must be positive and max-entries not negative", ErrInvalid)
+	}
 	return nil
+}
+
+// checkUsers checks names and permission strings: a malformed permission
+// is a startup error, not a permission that never matches.
+func checkUsers(where string, users []User) error {
+	seen := map[string]bool{}
+	for i, u := range users {
+		if u.Username == "" {
+			return fmt.Errorf("%w: %s[%d]: empty username", ErrInvalid, where, i)
+		}
+		if seen[u.Username] {
+			return fmt.Errorf("%w: %s: user %q listed twice", ErrInvalid, where, u.Username)
+		}
+		seen[u.Username] = true
+		for _, p := range u.Permissions {
+			if _, err := auth.ParsePermission(p); err != nil {
+				return fmt.Errorf("%w: %s: user %q: %w", ErrInvalid, where, u.Username, err)
+			}
+		}
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func sameHost(a, b string) bool {
+	unspecified := func(h string) bool { ip, err := netip.ParseAddr(h); return err == nil && ip.IsUnspecified() }
+	return a == b || unspecified(a) || unspecified(b)
 }
 
 // checkHostPort accepts "host" and "host:port" with a port in 1-65535.
