@@ -83,6 +83,8 @@ type Service struct {
 	sources *lru.Cache[string, *failures] // stale entries are ignored, and evicted by size
 
 	logins, failed, limited atomic.Uint64
+
+	onVerify func(decoy bool) // tests: which verifier a login ran
 }
 
 type verifierBox struct{ v Verifier }
@@ -262,6 +264,9 @@ func (s *Service) Login(ctx context.Context, remote net.Addr, username, password
 	}
 	if v == nil {
 		v = s.decoy.Load().v
+	}
+	if s.onVerify != nil {
+		s.onVerify(!found)
 	}
 	if ok := v.Verify(password); ok && found {
 		s.logins.Add(1)
