@@ -91,6 +91,9 @@ func FuzzHandshake(f *testing.F) {
 	h := Hello{Version: 1, Features: FeatureS2, NodeID: "n", MaxFrame: DefaultMaxFrameSize, Methods: []uint64{1, 2}}
 	body, _ := AppendHello(nil, &h)
 	f.Add(body)
+	login := Hello{NodeID: "app", Username: "alice", Password: "s3cret", PlatformVersion: 3}
+	body, _ = AppendHello(nil, &login)
+	f.Add(body)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if _, err := ParsePreface(in); err != nil && !errors.Is(err, ErrNeedMore) && !errors.Is(err, ErrProtocol) {
 			t.Fatalf("preface: %v", err)
@@ -107,7 +110,8 @@ func FuzzHandshake(f *testing.F) {
 			t.Fatal(err)
 		}
 		again, err := ParseHello(enc)
-		if err != nil || again.NodeID != got.NodeID || again.Proof != got.Proof || len(again.Methods) != len(got.Methods) {
+		if err != nil || again.NodeID != got.NodeID || again.Proof != got.Proof || len(again.Methods) != len(got.Methods) ||
+			again.Username != got.Username || again.Password != got.Password || again.PlatformVersion != got.PlatformVersion {
 			t.Fatalf("re-parse: %v", err)
 		}
 	})
