@@ -5,12 +5,14 @@ GOLANGCI_VERSION := v2.15.0
 FUZZTIME ?= 30s
 BIN := $(CURDIR)/bin
 
-.PHONY: all test test-lib test-bench-module stress bench bench-raft bench-go fuzz lint tidy demo clean FORCE
+.PHONY: all test test-lib test-bench-module test-drivers stress bench bench-raft bench-go fuzz lint tidy demo clean FORCE
 
 all: test
 
-## test: race detector, shuffled order, every benchmark once; then the bench module, briefly.
-test: test-lib test-bench-module
+## test: race detector, shuffled order, every benchmark once; then the bench module, briefly;
+## then the drivers module against SQLite and a throwaway PostgreSQL (scripts/test-drivers.sh
+## installs Debian's postgresql if missing, starts it on 127.0.0.1 as a non-root user, stops it).
+test: test-lib test-bench-module test-drivers
 
 test-lib:
 	$(GO) vet ./...
@@ -20,13 +22,16 @@ test-lib:
 test-bench-module:
 	cd bench && $(GO) vet ./... && $(GO) build ./... && $(GO) test -race -count=1 -timeout=10m ./...
 
-## stress: the library's concurrency tests (conn, server, pool, fuzz, raft) under the race
+test-drivers:
+	scripts/test-drivers.sh
+
+## stress: the library's concurrency tests (conn, server, pool, fuzz, auth, client, raft) under the race
 ## detector, shuffled, 20 times over, and conn again with dialers on the poller; raft with
 ## -short (its 64 and 256 MiB snapshot tests run once in make test); not part of make test.
 ## STRESS_COUNT overrides 20.
 STRESS_COUNT ?= 20
 stress:
-	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/ ./server/ ./pool/ ./fuzz/
+	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/ ./server/ ./pool/ ./fuzz/ ./auth/ ./client/
 	HAWSER_TEST_DIALREAD=poller $(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/
 	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -short -timeout=60m ./raft/
 
@@ -77,6 +82,7 @@ fuzz:
 lint: $(BIN)/golangci-lint
 	$(BIN)/golangci-lint run ./...
 	cd bench && $(BIN)/golangci-lint run ./...
+	cd drivers && $(BIN)/golangci-lint run ./...
 
 $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
@@ -85,7 +91,8 @@ $(BIN)/golangci-lint:
 tidy:
 	$(GO) mod tidy
 	cd bench && $(GO) mod tidy
-	git diff --exit-code -- go.mod go.sum bench/go.mod bench/go.sum
+	cd drivers && $(GO) mod tidy
+	git diff --exit-code -- go.mod go.sum bench/go.mod bench/go.sum drivers/go.mod drivers/go.sum
 
 ## demo: an in-process server and client over TLS, with nothing to set up.
 demo:

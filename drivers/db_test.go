@@ -66,9 +66,12 @@ func pgDSN(t *testing.T) string {
 	return ""
 }
 
-func TestDBPostgreSQL(t *testing.T) {
+func TestDBPostgreSQL(t *testing.T) { runSuite(t, postgres(t)) }
+
+// postgres is the backend of the server HAWSER_TEST_PG_DSN names.
+func postgres(t *testing.T) backend {
 	dsn := pgDSN(t)
-	runSuite(t, backend{
+	return backend{
 		dollar: true,
 		open: func(t *testing.T) (*sql.DB, string) {
 			// A schema per test, dropped by another handle than the one the
@@ -106,7 +109,7 @@ func TestDBPostgreSQL(t *testing.T) {
 			t.Cleanup(func() { db.Close() })
 			return db
 		},
-	})
+	}
 }
 
 // env is one test's tables and the source over them.
