@@ -67,7 +67,7 @@ func TestLoginUniformFailure(t *testing.T) {
 	ctx := context.Background()
 	_, wrong := svc.Login(ctx, tcp("10.0.0.1"), "alice", "wrong")
 	_, unknown := svc.Login(ctx, tcp("10.0.0.1"), "mallory", "right")
-	if wrong != hawser.ErrLoginFailed || unknown != hawser.ErrLoginFailed {
+	if !errors.Is(wrong, hawser.ErrLoginFailed) || !errors.Is(unknown, hawser.ErrLoginFailed) || wrong.Error() != unknown.Error() {
 		t.Fatalf("wrong password: %v; unknown user: %v", wrong, unknown)
 	}
 	if decoys.Load() != 1 || real.Load() != 1 {
@@ -94,12 +94,12 @@ func TestLoginLimitTripsAndRecovers(t *testing.T) {
 	ctx := context.Background()
 	attacker := tcp("10.0.0.1")
 	for i := range 3 {
-		if _, err := svc.Login(ctx, attacker, "alice", "guess"); err != hawser.ErrLoginFailed {
+		if _, err := svc.Login(ctx, attacker, "alice", "guess"); !errors.Is(err, hawser.ErrLoginFailed) {
 			t.Fatalf("failure %d: %v", i, err)
 		}
 	}
 	before := src.lookups.Load()
-	if _, err := svc.Login(ctx, attacker, "alice", "right"); err != hawser.ErrLoginLimited {
+	if _, err := svc.Login(ctx, attacker, "alice", "right"); !errors.Is(err, hawser.ErrLoginLimited) {
 		t.Fatalf("during the lockout: %v", err)
 	}
 	if src.lookups.Load() != before {
@@ -115,7 +115,7 @@ func TestLoginLimitTripsAndRecovers(t *testing.T) {
 	// Failures spread wider than the window do not lock.
 	for range 5 {
 		now = now.Add(time.Minute)
-		if _, err := svc.Login(ctx, attacker, "alice", "guess"); err != hawser.ErrLoginFailed {
+		if _, err := svc.Login(ctx, attacker, "alice", "guess"); !errors.Is(err, hawser.ErrLoginFailed) {
 			t.Fatalf("spread failures: %v", err)
 		}
 	}
@@ -146,7 +146,7 @@ func TestLoginSourceDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		if _, err := svc.Login(context.Background(), tcp("10.0.0.1"), "alice", "x"); err != ErrUnavailable {
+		if _, err := svc.Login(context.Background(), tcp("10.0.0.1"), "alice", "x"); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("got %v", err)
 		}
 	}
@@ -168,7 +168,7 @@ func TestSessionSeesChanges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sess.CheckMethod(ctx, "kv.Put") != hawser.ErrPermissionDenied {
+		if !errors.Is(sess.CheckMethod(ctx, "kv.Put"), hawser.ErrPermissionDenied) {
 			t.Fatal("kv.Put allowed")
 		}
 		src.set("alice", "right", "InvokeRpc.kv.Get", "InvokeRpc.kv.Put")
@@ -176,7 +176,7 @@ func TestSessionSeesChanges(t *testing.T) {
 			t.Fatalf("after the grant: %v", err)
 		}
 		src.set("alice", "right")
-		if sess.CheckMethod(ctx, "kv.Get") != hawser.ErrPermissionDenied {
+		if !errors.Is(sess.CheckMethod(ctx, "kv.Get"), hawser.ErrPermissionDenied) {
 			t.Fatal("kv.Get allowed after the revocation")
 		}
 		src.set("alice", "right", "InvokeRpc.kv.Get")
@@ -198,7 +198,7 @@ func TestSessionSeesChanges(t *testing.T) {
 		}
 		sess, _ := svc.Login(ctx, tcp("10.0.0.1"), "alice", "right")
 		src.set("alice", "right", "InvokeRpc.kv.Get", "InvokeRpc.kv.Put")
-		if sess.CheckMethod(ctx, "kv.Put") != hawser.ErrPermissionDenied {
+		if !errors.Is(sess.CheckMethod(ctx, "kv.Put"), hawser.ErrPermissionDenied) {
 			t.Fatal("the grant took effect before the cache expired")
 		}
 		deadline := time.Now().Add(10 * time.Second)

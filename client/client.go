@@ -178,8 +178,11 @@ func Use(ctx context.Context, addr, username, password string, f func(*Conn) err
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	return f(c)
+	err = f(c)
+	if cerr := c.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Call makes a raw call (hawser.Caller).

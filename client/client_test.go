@@ -21,7 +21,7 @@ var users = []auth.UserConfig{
 	{Username: "admin", Password: "a", Permissions: []string{"ALL"}},
 	{Username: "reader", Password: "r", Permissions: []string{"InvokeRpc.kv.Get", "InvokeRpc.kv.Watch"}},
 	{Username: "lower", Password: "l", Permissions: []string{"invokerpc.kv.Get", "startflow.transfer"}},
-	{Username: "transferer", Password: "t", Permissions: []string{"StartFlow.transfer"}},
+	{Username: "flowuser", Password: "t", Permissions: []string{"StartFlow.transfer"}},
 	{Username: "flows", Password: "f", Permissions: []string{"InvokeRpc.startFlow"}},
 	{Username: "nobody", Password: "n"},
 }
@@ -65,12 +65,12 @@ func TestPermissionsEndToEnd(t *testing.T) {
 		{"audit", func(c *client.Conn) error { _, err := audit.Start(ctx, c, &u64{1}); return err }},
 	}
 	allowed := map[string][]string{
-		"admin":      {"kv.Get", "kv.Put", "kv.Watch", "transfer", "audit"},
-		"reader":     {"kv.Get", "kv.Watch"},
-		"lower":      {"kv.Get", "transfer"},
-		"transferer": {"transfer"},
-		"flows":      {"transfer", "audit"},
-		"nobody":     nil,
+		"admin":    {"kv.Get", "kv.Put", "kv.Watch", "transfer", "audit"},
+		"reader":   {"kv.Get", "kv.Watch"},
+		"lower":    {"kv.Get", "transfer"},
+		"flowuser": {"transfer"},
+		"flows":    {"transfer", "audit"},
+		"nobody":   nil,
 	}
 	for _, u := range users {
 		t.Run(u.Username, func(t *testing.T) {
@@ -108,11 +108,9 @@ func TestPermissionsEndToEnd(t *testing.T) {
 // server's log line for a denied call names the user.
 func TestIdentityInContextAndLog(t *testing.T) {
 	svc := service(t, auth.LoginLimit{}, users...)
-	n := &node{}
 	var got sync.Map
 	whoami := hawser.NewMethod[[]byte, []byte]("whoami")
-	n = startNode(t, svc, func(c *server.Config) {})
-	_ = n
+	n := startNode(t, svc)
 	// A second node with the whoami method registered before Serve.
 	srv, err := server.New(server.Config{BindAddr: "127.0.0.1", Port: -1, Auth: svc, Logger: nil})
 	if err != nil {
@@ -263,7 +261,7 @@ func TestConcurrentCallsOneConn(t *testing.T) {
 			}
 			// and one denied call per goroutine
 			if _, err := kvPut.Call(context.Background(), c, &u64{1}); !errors.Is(err, hawser.ErrPermissionDenied) {
-				errs <- fmt.Errorf("kv.Put: %v", err)
+				errs <- fmt.Errorf("kv.Put: %w", err)
 			}
 		}()
 	}
