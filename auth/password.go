@@ -100,6 +100,22 @@ func ParseVerifier(enc Encryption, stored string) (Verifier, error) {
 	return nil, fmt.Errorf("%w: unknown password-encryption %v", ErrBadHash, enc)
 }
 
+// NewDecoy returns a decoy at the cost of enc's new hashes (HashShiro1's
+// and HashArgon2id's defaults), for a login for an unknown user before any
+// stored password of the source has been seen. Once one has, its Decoy
+// matches the source's real cost better.
+func NewDecoy(enc Encryption) Verifier {
+	switch enc {
+	case EncryptionShiro1:
+		a, _ := lookupShiro1Alg(DefaultShiro1Algorithm)
+		return &shiro1{alg: a, iterations: DefaultShiro1Iterations, salt: randomBytes(shiro1SaltLen), hash: randomBytes(a.size)}
+	case EncryptionArgon2id:
+		p := DefaultArgon2Params
+		return &argon2id{params: p, salt: randomBytes(int(p.SaltLen)), hash: randomBytes(int(p.KeyLen))}
+	}
+	return new(plain).Decoy()
+}
+
 // parseHashed dispatches a hashed stored password on its prefix.
 func parseHashed(stored string) (Verifier, error) {
 	if len(stored) > maxStored {

@@ -271,3 +271,23 @@ func FuzzParseVerifier(f *testing.F) {
 		}
 	})
 }
+
+func TestNewDecoy(t *testing.T) {
+	if d, ok := NewDecoy(EncryptionNone).(*plain); !ok || d.Verify("") || d.Verify("decoy") {
+		t.Errorf("NewDecoy(NONE) = %v", d)
+	}
+	s, ok := NewDecoy(EncryptionShiro1).(*shiro1)
+	if !ok || s.alg.name != DefaultShiro1Algorithm || s.iterations != DefaultShiro1Iterations || len(s.salt) != 16 || len(s.hash) != 32 {
+		t.Errorf("NewDecoy(SHIRO_1_CRYPT) = %v", s)
+	}
+	if _, err := parseShiro1(s.String()); err != nil {
+		t.Errorf("NewDecoy(SHIRO_1_CRYPT) = %s: %v", s, err)
+	}
+	a, ok := NewDecoy(EncryptionArgon2id).(*argon2id)
+	if !ok || a.params != DefaultArgon2Params || a.Verify("") || a.Verify("password") {
+		t.Errorf("NewDecoy(ARGON2ID) = %v", a)
+	}
+	if _, err := parseArgon2id(a.String()); err != nil {
+		t.Errorf("NewDecoy(ARGON2ID) = %s: %v", a, err)
+	}
+}
