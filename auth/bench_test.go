@@ -14,7 +14,7 @@ func BenchmarkCheckMethod(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc, err := New(Config{Source: src})
+	svc, err := New(Config{Source: src, Logger: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -27,6 +27,46 @@ func BenchmarkCheckMethod(b *testing.B) {
 	for b.Loop() {
 		if err := sess.CheckMethod(ctx, "bench.Echo"); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLoginFailure compares a wrong password with an unknown user, at
+// the default cost of each hashed encryption: the two should take the same
+// time (the unknown user's password is checked against a decoy).
+func BenchmarkLoginFailure(b *testing.B) {
+	for _, tc := range []struct {
+		enc  Encryption
+		hash func() (string, error)
+	}{
+		{EncryptionShiro1, func() (string, error) { return HashShiro1("right", DefaultShiro1Algorithm, DefaultShiro1Iterations) }},
+		{EncryptionArgon2id, func() (string, error) { return HashArgon2id("right", DefaultArgon2Params) }},
+	} {
+		stored, err := tc.hash()
+		if err != nil {
+			b.Fatal(err)
+		}
+		src, err := NewInMemory(tc.enc, []UserConfig{{Username: "u", Password: stored}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		svc, err := New(Config{Source: src, Encryption: tc.enc, Limit: LoginLimit{Failures: -1}, Logger: quiet()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		from := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
+		for _, who := range []string{"wrong-password", "unknown-user"} {
+			name := "u"
+			if who == "unknown-user" {
+				name = "nobody"
+			}
+			b.Run(tc.enc.String()+"/"+who, func(b *testing.B) {
+				for b.Loop() {
+					if _, err := svc.Login(context.Background(), from, name, "wrong"); err == nil {
+						b.Fatal("login succeeded")
+					}
+				}
+			})
 		}
 	}
 }

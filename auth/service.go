@@ -129,10 +129,7 @@ func New(cfg Config) (*Service, error) {
 		s.log = slog.Default()
 	}
 	_, s.static = cfg.Source.(*InMemory)
-	d, err := defaultDecoy(cfg.Encryption)
-	if err != nil {
-		return nil, err
-	}
+	d := NewDecoy(cfg.Encryption)
 	if m, ok := cfg.Source.(*InMemory); ok {
 		if v := m.anyVerifier(cfg.Encryption); v != nil {
 			d = v.Decoy()
@@ -140,25 +137,6 @@ func New(cfg Config) (*Service, error) {
 	}
 	s.decoy.Store(&verifierBox{d})
 	return s, nil
-}
-
-// defaultDecoy is a decoy with the default cost of enc's new hashes, used
-// until a real stored password has been seen.
-func defaultDecoy(enc Encryption) (Verifier, error) {
-	var stored string
-	switch enc {
-	case EncryptionNone:
-		stored = "decoy"
-	case EncryptionShiro1:
-		stored = "$shiro1$SHA-256$500000$ZGVjb3lkZWNveWRlY295ZA==$ZGVjb3lkZWNveWRlY295ZGVjb3lkZWNveWRlY295ZA=="
-	default:
-		stored = "$argon2id$v=19$m=19456,t=2,p=1$ZGVjb3lkZWNveWRlY295ZA$ZGVjb3lkZWNveWRlY295ZGVjb3lkZWNveWRlY295ZA"
-	}
-	v, err := ParseVerifier(enc, stored)
-	if err != nil {
-		return nil, fmt.Errorf("auth: the %v decoy: %w", enc, err)
-	}
-	return v.Decoy(), nil
 }
 
 // sourceKey is the rate limit's key for an address: the IP for IPv4, the

@@ -349,3 +349,38 @@ func TestPlaintextRefused(t *testing.T) {
 		t.Fatalf("client plaintext to a non-loopback address: %v", err)
 	}
 }
+
+// Hashed passwords over a real login: a $shiro1$ and an $argon2id$ user of
+// one SHIRO_1_CRYPT source (both formats are accepted) log in; a wrong
+// password does not.
+func TestHashedPasswords(t *testing.T) {
+	shiro, err := auth.HashShiro1("sh-pw", "SHA-512", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	argon, err := auth.HashArgon2id("ar-pw", auth.Argon2Params{Memory: 8 << 10, Time: 1, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := auth.NewInMemory(auth.EncryptionShiro1, []auth.UserConfig{
+		{Username: "s", Password: shiro, Permissions: []string{"ALL"}},
+		{Username: "a", Password: argon, Permissions: []string{"ALL"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := auth.New(auth.Config{Source: src, Encryption: auth.EncryptionShiro1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, svc)
+	for _, u := range [][2]string{{"s", "sh-pw"}, {"a", "ar-pw"}} {
+		c := n.dial(t, u[0], u[1])
+		if _, err := kvGet.Call(context.Background(), c, &u64{1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Start(context.Background(), n.addr, u[0], u[1]+"x", client.WithPinnedCertificate(n.cert.CertPEM)); !errors.Is(err, hawser.ErrLoginFailed) {
+			t.Fatalf("%s with a wrong password: %v", u[0], err)
+		}
+	}
+}
