@@ -2,7 +2,6 @@ package hawser_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,7 +9,7 @@ import (
 
 	"github.com/hawser-rpc/hawser"
 	"github.com/hawser-rpc/hawser/conn"
-	"github.com/hawser-rpc/hawser/internal/certgen"
+	"github.com/hawser-rpc/hawser/devcert"
 	"github.com/hawser-rpc/hawser/pool"
 	"github.com/hawser-rpc/hawser/server"
 )
@@ -24,9 +23,9 @@ var (
 // A server and a client over TLS on loopback: a unary call and a stream.
 func Example() {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cert, _ := certgen.SelfSigned("localhost")
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
+	cert, _ := devcert.SelfSigned("localhost")
+	clusterKey, _ := devcert.ClusterKey()
+	key := []byte(clusterKey)
 
 	srv, err := server.New(server.Config{BindAddr: "127.0.0.1", Port: -1, Certificate: &cert.Cert, ClusterKey: key, Logger: quiet})
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/hawser-rpc/hawser/codec"
 	"github.com/hawser-rpc/hawser/conn"
-	"github.com/hawser-rpc/hawser/internal/certgen"
+	"github.com/hawser-rpc/hawser/devcert"
 	"github.com/hawser-rpc/hawser/internal/workers"
 )
 
@@ -32,7 +32,7 @@ func (r *router) Go(f func())             { go f() }
 // Dial on the other, a raw call between them.
 func ExampleDial() {
 	key := []byte("example-cluster-key")
-	cert, _ := certgen.SelfSigned("localhost")
+	cert, _ := devcert.SelfSigned("localhost")
 	echo := codec.MethodID("echo")
 	r := &router{pool: workers.New(workers.Config{}), routes: map[uint64]*conn.Route{
 		echo: {Mode: conn.ModeInline, Unary: func(_ context.Context, req *conn.Request) ([]byte, error) {

@@ -11,7 +11,7 @@ import (
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/hawser-rpc/hawser/conn"
-	"github.com/hawser-rpc/hawser/internal/certgen"
+	"github.com/hawser-rpc/hawser/devcert"
 	"github.com/hawser-rpc/hawser/pool"
 	hawserraft "github.com/hawser-rpc/hawser/raft"
 	"github.com/hawser-rpc/hawser/server"
@@ -30,7 +30,7 @@ func (f *countFSM) Restore(rc io.ReadCloser) error { return rc.Close() }
 // addresses are hawser addresses (host:rpc-port). One node here; a cluster
 // bootstraps with every node's ID and LocalAddr.
 func ExampleNew() {
-	pair, _ := certgen.SelfSigned("localhost")
+	pair, _ := devcert.SelfSigned("localhost")
 	key := []byte("example-cluster-key-0123456789ab")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 

@@ -1,0 +1,70 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/hawser-rpc/hawser"
+	"github.com/hawser-rpc/hawser/auth"
+	"github.com/hawser-rpc/hawser/client"
+	"github.com/hawser-rpc/hawser/devcert"
+	"github.com/hawser-rpc/hawser/server"
+)
+
+// A node's client port over TLS with two users, and a client that logs in,
+// calls, starts a flow, and is refused what its permissions do not allow.
+func Example() {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	upper := hawser.NewMethod[[]byte, []byte]("text.Upper")
+	lower := hawser.NewMethod[[]byte, []byte]("text.Lower")
+	greet := hawser.NewFlow[[]byte, []byte]("greet")
+
+	// The server: users as in rpc-users, a development certificate.
+	users, _ := auth.NewInMemory(auth.EncryptionNone, []auth.UserConfig{
+		{Username: "alice", Password: "wonderland", Permissions: []string{"InvokeRpc.text.Upper", "StartFlow.greet"}},
+	})
+	svc, _ := auth.New(auth.Config{Source: users, Logger: quiet})
+	cert, _ := devcert.SelfSigned("127.0.0.1")
+	srv, err := server.New(server.Config{BindAddr: "127.0.0.1", Port: -1, Auth: svc, Certificate: &cert.Cert,
+		PlatformVersion: 2, Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	_ = server.Handle(srv, upper, func(_ context.Context, b []byte) ([]byte, error) { return []byte(strings.ToUpper(string(b))), nil })
+	_ = server.Handle(srv, lower, func(_ context.Context, b []byte) ([]byte, error) { return []byte(strings.ToLower(string(b))), nil })
+	_ = server.RegisterFlow(srv, greet, func(ctx context.Context, b []byte) ([]byte, error) {
+		user, _ := server.User(ctx)
+		return []byte("hello " + string(b) + " from " + user), nil
+	})
+	go func() { _ = srv.Serve(context.Background()) }()
+	defer srv.Close()
+
+	// The client: one connection, reused for every call.
+	c, err := client.Start(context.Background(), srv.Addr().String(), "alice", "wonderland",
+		client.WithCA(cert.Pool(), "127.0.0.1"))
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	fmt.Println("platform version", c.PlatformVersion())
+
+	out, err := upper.Call(context.Background(), c, []byte("hawser"))
+	fmt.Println(string(out), err)
+	out, err = greet.Start(context.Background(), c, []byte("world"))
+	fmt.Println(string(out), err)
+	_, err = lower.Call(context.Background(), c, []byte("HAWSER"))
+	fmt.Println(errors.Is(err, hawser.ErrPermissionDenied))
+
+	_, err = client.Start(context.Background(), srv.Addr().String(), "alice", "guess", client.WithCA(cert.Pool(), "127.0.0.1"))
+	fmt.Println(errors.Is(err, hawser.ErrLoginFailed))
+	// Output:
+	// platform version 2
+	// HAWSER <nil>
+	// hello world from alice <nil>
+	// true
+	// true
+}
