@@ -8,13 +8,12 @@ import (
 	"github.com/hawser-rpc/hawser/codec"
 	"github.com/hawser-rpc/hawser/conn"
 	"github.com/hawser-rpc/hawser/devcert"
-	"github.com/hawser-rpc/hawser/internal/workers"
 )
 
-// router serves a fixed table of routes on a worker pool.
+// router serves a fixed table of routes, each pool task on a goroutine of
+// its own (the server package bounds them with a worker pool).
 type router struct {
 	routes map[uint64]*conn.Route
-	pool   *workers.Pool
 }
 
 func (r *router) Route(m uint64) *conn.Route { return r.routes[m] }
@@ -25,7 +24,7 @@ func (r *router) Methods() []uint64 {
 	}
 	return ids
 }
-func (r *router) Submit(t conn.Task) bool { return r.pool.Submit(t) }
+func (r *router) Submit(t conn.Task) bool { go t.Run(); return true }
 func (r *router) Go(f func())             { go f() }
 
 // One connection without the server and pool packages: Accept on one side,
@@ -34,12 +33,11 @@ func ExampleDial() {
 	key := []byte("example-cluster-key")
 	cert, _ := devcert.SelfSigned("localhost")
 	echo := codec.MethodID("echo")
-	r := &router{pool: workers.New(workers.Config{}), routes: map[uint64]*conn.Route{
+	r := &router{routes: map[uint64]*conn.Route{
 		echo: {Mode: conn.ModeInline, Unary: func(_ context.Context, req *conn.Request) ([]byte, error) {
 			return req.Payload, nil // valid until the handler returns; copied into the reply
 		}},
 	}}
-	defer r.pool.Close()
 
 	eng, _ := conn.NewEngine(conn.EngineConfig{})
 	defer eng.Close()
