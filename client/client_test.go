@@ -142,9 +142,30 @@ func TestIdentityInContextAndLog(t *testing.T) {
 	if _, err := kvPut.Call(context.Background(), r, &u64{1}); !errors.Is(err, hawser.ErrPermissionDenied) {
 		t.Fatalf("kv.Put as reader: %v", err)
 	}
-	if l := n.logs.String(); !strings.Contains(l, "call denied") || !strings.Contains(l, "user=reader") || !strings.Contains(l, "method=kv.Put") {
-		t.Fatalf("no log line for the denied call naming the user:\n%s", l)
+	if !logLine(n.logs.String(), "call denied", "user=reader", "method=kv.Put") {
+		t.Fatalf("no log line for the denied call naming the user:\n%s", n.logs.String())
 	}
+	a := n.dial(t, "admin", "a")
+	if _, err := kvPanic.Call(context.Background(), a, &u64{1}); err == nil {
+		t.Fatal("a panicking handler answered")
+	}
+	if !logLine(n.logs.String(), "handler panicked", "user=admin") {
+		t.Fatalf("no log line for the panic naming the user:\n%s", n.logs.String())
+	}
+}
+
+// logLine reports whether one line of log holds every part.
+func logLine(log string, parts ...string) bool {
+	for _, l := range strings.Split(log, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // Login failures: the same error for an unknown user and a wrong

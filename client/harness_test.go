@@ -40,6 +40,7 @@ var (
 	transfer = hawser.NewFlow[*u64, *u64]("transfer")
 	audit    = hawser.NewFlow[*u64, *u64]("audit")
 	newer    = hawser.NewMethod[*u64, *u64]("kv.Newer", hawser.Since(4))
+	kvPanic  = hawser.NewMethod[*u64, *u64]("kv.Panic")
 )
 
 // node is a client RPC server with the test methods and counters of the
@@ -123,6 +124,7 @@ func startNode(t testing.TB, svc *auth.Service, opts ...nodeOpt) *node {
 	must(t, server.Handle(srv, kvGet, echo("kv.Get")))
 	must(t, server.Handle(srv, kvPut, echo("kv.Put")))
 	must(t, server.Handle(srv, newer, echo("kv.Newer")))
+	must(t, server.Handle(srv, kvPanic, func(context.Context, *u64) (*u64, error) { panic("kv.Panic was called") }))
 	must(t, server.HandleStream(srv, kvWatch, func(_ context.Context, r *u64, out hawser.Sender[*u64]) error {
 		n.hit("kv.Watch")
 		for i := range r.V {
