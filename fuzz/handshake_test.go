@@ -56,56 +56,63 @@ var (
 
 func getGate(t testing.TB) *gate {
 	gateOnce.Do(func() {
-		cert := testCert(t)
-		g := &gate{serve: make(chan error, 1), errs: map[string]chan error{}}
-		g.srv, gateErr = server.New(server.Config{
-			BindAddr:    "127.0.0.1",
-			Port:        -1,
-			Certificate: &cert,
-			ClusterKey:  clusterKey,
-			NodeID:      "fuzz-gate",
-			Timeout:     handshakeTimeout,
-			Logger:      discard,
-			Conn: conn.Config{
-				KeepaliveInterval: -1,
-				Compression:       true,
-				OnError: func(remote string, err error) {
-					select {
-					case g.errCh(remote) <- err:
-					default:
-					}
-				},
-			},
-		})
-		if gateErr != nil {
-			return
-		}
-		count := func(context.Context, *conn.Request) ([]byte, error) {
-			g.served.Add(1)
-			return nil, nil
-		}
-		if gateErr = server.HandleRaw(g.srv, "fuzz.Echo", &conn.Route{Mode: conn.ModeInline, Unary: count}); gateErr != nil {
-			return
-		}
-		gateErr = server.HandleRaw(g.srv, "fuzz.Watch", &conn.Route{Stream: func(context.Context, *conn.Request, *conn.ServerStream) error {
-			g.served.Add(1)
-			return nil
-		}})
-		if gateErr != nil {
-			return
-		}
-		go func() { g.serve <- g.srv.Serve(context.Background()) }()
-		g.addr = g.srv.Addr().String()
-		atExit(func() {
-			_ = g.srv.Close()
-			<-g.serve
-		})
-		theGate = g
+		theGate, gateErr = newGate(t, func(c *server.Config) { c.ClusterKey = clusterKey })
 	})
 	if gateErr != nil {
 		t.Fatalf("starting the acceptor: %v", gateErr)
 	}
 	return theGate
+}
+
+// newGate starts a gate; mod sets its authentication (a cluster key, or
+// Auth for a client port).
+func newGate(t testing.TB, mod func(*server.Config)) (*gate, error) {
+	cert := testCert(t)
+	g := &gate{serve: make(chan error, 1), errs: map[string]chan error{}}
+	cfg := server.Config{
+		BindAddr:    "127.0.0.1",
+		Port:        -1,
+		Certificate: &cert,
+		NodeID:      "fuzz-gate",
+		Timeout:     handshakeTimeout,
+		Logger:      discard,
+		Conn: conn.Config{
+			KeepaliveInterval: -1,
+			Compression:       true,
+			OnError: func(remote string, err error) {
+				select {
+				case g.errCh(remote) <- err:
+				default:
+				}
+			},
+		},
+	}
+	mod(&cfg)
+	var err error
+	if g.srv, err = server.New(cfg); err != nil {
+		return nil, err
+	}
+	count := func(context.Context, *conn.Request) ([]byte, error) {
+		g.served.Add(1)
+		return nil, nil
+	}
+	if err = server.HandleRaw(g.srv, "fuzz.Echo", &conn.Route{Mode: conn.ModeInline, Unary: count}); err != nil {
+		return nil, err
+	}
+	err = server.HandleRaw(g.srv, "fuzz.Watch", &conn.Route{Stream: func(context.Context, *conn.Request, *conn.ServerStream) error {
+		g.served.Add(1)
+		return nil
+	}})
+	if err != nil {
+		return nil, err
+	}
+	go func() { g.serve <- g.srv.Serve(context.Background()) }()
+	g.addr = g.srv.Addr().String()
+	atExit(func() {
+		_ = g.srv.Close()
+		<-g.serve
+	})
+	return g, nil
 }
 
 func (g *gate) errCh(remote string) chan error {
@@ -169,13 +176,12 @@ func handshakeErr(err error, held bool) bool {
 // Unauthenticated), report a typed error through OnError, and never accept
 // the connection: no handler runs.
 func FuzzHandshakeAcceptor(f *testing.F) {
-	f.Fuzz(func(t *testing.T, mode byte, data []byte) { acceptorCase(t, mode, data, false) })
+	f.Fuzz(func(t *testing.T, mode byte, data []byte) { acceptorCase(t, getGate(t), mode, data, false) })
 }
 
 // acceptorCase runs one input; with hold the dialer stays silent after it
 // instead of closing.
-func acceptorCase(t *testing.T, mode byte, data []byte, hold bool) {
-	g := getGate(t)
+func acceptorCase(t *testing.T, g *gate, mode byte, data []byte, hold bool) {
 	var out []byte
 	switch mode & 3 {
 	case 0:
@@ -466,7 +472,7 @@ func TestHandshakeTimeouts(t *testing.T) {
 		}
 		t.Run("acceptor/"+c.name, func(t *testing.T) {
 			t.Parallel() // each waits for the acceptor's Timeout
-			acceptorCase(t, accMode, c.data, true)
+			acceptorCase(t, getGate(t), accMode, c.data, true)
 		})
 		t.Run("dialer/"+c.name, func(t *testing.T) { dialerCase(t, dialMode, c.dial, true) })
 	}
