@@ -107,6 +107,7 @@ var ErrNoCertificate = errors.New(`server: rpc-cert-path and rpc-key-path are re
 Make a self-signed pair (the cluster key authenticates peers) with:
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
     -subj /CN=$(hostname) -keyout key.pem -out cert.pem
+or with: go run github.com/hawser-rpc/hawser/cmd/hawser dev-cert
 then set rpc-cert-path: cert.pem and rpc-key-path: key.pem`)
 
 // ErrPlaintextClient is returned by New for a client RPC server without
