@@ -93,6 +93,10 @@ type Node struct {
 	// ClientInsecurePlaintext allows a client port without TLS on a
 	// non-loopback address, where passwords cross the network in clear.
 	ClientInsecurePlaintext bool `yaml:"client-rpc-insecure-plaintext"`
+	// ClientTimeout bounds TLS and the login of a client connection: a
+	// password hash takes tens of milliseconds, and logins wait for one of
+	// GOMAXPROCS hash slots, so it is longer than rpc-timeout.
+	ClientTimeout Millis `yaml:"client-rpc-timeout"`
 	// ClientLoginLimit bounds failed logins per source address.
 	ClientLoginLimit LoginLimit `yaml:"client-rpc-login-limit"`
 	// RPCUsers is a static list of users with plain passwords (Corda's
@@ -174,6 +178,7 @@ const (
 	DefaultPort              = 7911
 	DefaultClientBindAddr    = "127.0.0.1"
 	DefaultClientPort        = 7912
+	DefaultClientTimeout     = Millis(5000)
 	DefaultLoginFailures     = 10
 	DefaultLoginWindow       = Millis(60000)
 	DefaultLoginLockout      = Millis(60000)
@@ -237,6 +242,9 @@ func (n Node) WithDefaults() Node {
 	if n.ClientPort == 0 {
 		n.ClientPort = DefaultClientPort
 	}
+	if n.ClientTimeout == 0 {
+		n.ClientTimeout = DefaultClientTimeout
+	}
 	if n.ClientLoginLimit.Failures == 0 {
 		n.ClientLoginLimit.Failures = DefaultLoginFailures
 	}
@@ -295,6 +303,8 @@ func (n Node) validateClient() error {
 		return fmt.Errorf("%w: client-rpc-port %d out of range", ErrInvalid, n.ClientPort)
 	case n.ClientEnabled() && n.ClientPort == n.Port && sameHost(n.ClientBindAddr, n.BindAddr):
 		return fmt.Errorf("%w: client-rpc-port and rpc-port are both %d on the same address", ErrInvalid, n.Port)
+	case n.ClientTimeout < 0:
+		return fmt.Errorf("%w: client-rpc-timeout must be positive", ErrInvalid)
 	case (n.ClientCertPath == "") != (n.ClientKeyPath == ""):
 		return fmt.Errorf("%w: client-rpc-cert-path and client-rpc-key-path go together", ErrInvalid)
 	case n.ClientLoginLimit.Failures < -1 || n.ClientLoginLimit.Window < 0 || n.ClientLoginLimit.Lockout < 0:

@@ -54,6 +54,7 @@ client-rpc-port: 7998
 client-rpc-cert-path: /etc/hawser/client-cert.pem
 client-rpc-key-path: /etc/hawser/client-key.pem
 client-rpc-insecure-plaintext: false
+client-rpc-timeout: 3000
 client-rpc-login-limit: {failures: 5, window: 30000, lockout: 120000}
 security:
   auth-service:
@@ -75,7 +76,7 @@ security:
 		DataDir: "/var/lib/hawser", GossipAdvertiseAddr: "10.0.0.2", GossipProbeInterval: 2000, GossipProbeTimeout: 800,
 		GossipInterval: 300, GossipPushPullInterval: 60000, GossipPacketSize: 1300,
 		ClientBindAddr: "10.0.0.2", ClientPort: 7998, ClientCertPath: "/etc/hawser/client-cert.pem",
-		ClientKeyPath: "/etc/hawser/client-key.pem", ClientLoginLimit: LoginLimit{Failures: 5, Window: 30000, Lockout: 120000},
+		ClientKeyPath: "/etc/hawser/client-key.pem", ClientTimeout: 3000, ClientLoginLimit: LoginLimit{Failures: 5, Window: 30000, Lockout: 120000},
 		Security: &Security{AuthService: AuthService{
 			DataSource: DataSource{Type: "DB", PasswordEncryption: "SHIRO_1_CRYPT",
 				Connection: &Connection{Driver: "pgx", DSN: "postgres://hawser@127.0.0.1/users"}},

@@ -17,7 +17,7 @@ import (
 // with its auth.Service. A DB data source opens its database through
 // database/sql, so its driver must be linked into the program (import
 // github.com/hawser-rpc/hawser/drivers for "sqlite" and "pgx"), and is
-// pinged once, within rpc-timeout's bound of 5 s at least. release closes
+// pinged once, within client-rpc-timeout (at least 5 s). release closes
 // the database (a no-op for the other sources); call it after the server
 // has closed.
 func ClientConfigFromNode(n config.Node) (cfg Config, release func() error, err error) {
@@ -44,7 +44,7 @@ func ClientConfigFromNode(n config.Node) (cfg Config, release func() error, err 
 			break
 		}
 		var db *sql.DB
-		if db, err = openDB(ds.Connection, max(5*time.Second, n.Timeout.Duration())); err != nil {
+		if db, err = openDB(ds.Connection, max(5*time.Second, n.ClientTimeout.Duration())); err != nil {
 			return Config{}, nil, err
 		}
 		release = db.Close
@@ -74,7 +74,7 @@ func ClientConfigFromNode(n config.Node) (cfg Config, release func() error, err 
 		KeyFile:           n.ClientKeyPath,
 		InsecurePlaintext: n.ClientInsecurePlaintext,
 		NodeID:            n.NodeID,
-		Timeout:           n.Timeout.Duration(),
+		Timeout:           n.ClientTimeout.Duration(),
 		InactivityTimeout: n.InactivityTimeout.Duration(),
 		Auth:              svc,
 	}, release, nil
