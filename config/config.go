@@ -312,7 +312,7 @@ func (n Node) validateClient() error {
 	case len(n.RPCUsers) > 0 && n.Security != nil:
 		return fmt.Errorf("%w: rpc-users and security are both set: a node takes its users from one of them (Corda's rule); move the rpc-users into security.auth-service.data-source (type: INMEMORY) or drop the security block", ErrInvalid)
 	}
-	if n.ClientEnabled() && n.ClientCertPath == "" && !n.ClientInsecurePlaintext && !isLoopback(n.ClientBindAddr) {
+	if n.ClientEnabled() && n.ClientCertPath == "" && !n.ClientInsecurePlaintext && !IsLoopback(n.ClientBindAddr) {
 		return fmt.Errorf("%w: client-rpc-bind-addr %s is not a loopback address and the client port has no TLS: "+
 			"passwords would cross the network in clear. Set client-rpc-cert-path and client-rpc-key-path, "+
 			"bind it to 127.0.0.1, or set client-rpc-insecure-plaintext: true on a trusted network", ErrInvalid, n.ClientBindAddr)
@@ -373,7 +373,9 @@ func checkUsers(where string, users []User) error {
 	return nil
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host is "localhost" or a loopback IP address:
+// where a client port may run without TLS.
+func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}

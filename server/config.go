@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"strconv"
 	"time"
 
@@ -199,10 +198,7 @@ func (c *Config) checkPlaintext() error {
 	if err != nil {
 		return err
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+	if config.IsLoopback(host) {
 		return nil
 	}
 	return ErrPlaintextClient
