@@ -210,3 +210,62 @@ func TestSessionSeesChanges(t *testing.T) {
 		}
 	})
 }
+
+// blockingSource holds every lookup until released, counting how many wait
+// at once.
+type blockingSource struct {
+	release chan struct{}
+	now     atomic.Int32
+	peak    atomic.Int32
+}
+
+func (b *blockingSource) User(ctx context.Context, _ string) (User, bool, error) {
+	n := b.now.Add(1)
+	defer b.now.Add(-1)
+	for {
+		p := b.peak.Load()
+		if n <= p || b.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+	}
+	return User{}, false, nil
+}
+
+// At most MaxVerifications logins reach the source and hash at once; the
+// others wait, and one whose context ends gives up with ctx's error.
+func TestLoginVerificationsBounded(t *testing.T) {
+	src := &blockingSource{release: make(chan struct{})}
+	svc, err := New(Config{Source: src, MaxVerifications: 2, Limit: LoginLimit{Failures: -1}, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = svc.Login(context.Background(), tcp("10.0.0.1"), "u", "p")
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for src.now.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first two logins never reached the source")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := svc.Login(ctx, tcp("10.0.0.2"), "u", "p"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a login waiting for a slot: %v", err)
+	}
+	close(src.release)
+	wg.Wait()
+	if p := src.peak.Load(); p != 2 {
+		t.Fatalf("%d lookups at once, want 2", p)
+	}
+}

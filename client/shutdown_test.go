@@ -52,7 +52,10 @@ func TestClientPortShutdownDelivers(t *testing.T) {
 		defer cancel()
 		shut <- srv.Shutdown(ctx)
 	}()
-	for !c.Conn().Draining() { // the GOAWAY reached the client
+	for deadline := time.Now().Add(10 * time.Second); !c.Conn().Draining(); { // the GOAWAY reached the client
+		if time.Now().After(deadline) {
+			t.Fatal("the client never saw the GOAWAY")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	close(release)

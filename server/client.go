@@ -21,7 +21,7 @@ var (
 
 // registerBuiltins serves hawser.platformVersion, which needs no
 // permission: a user with none can still ask it.
-func (s *Server) registerBuiltins() error {
+func (s *Server) registerBuiltins() {
 	reply := binary.BigEndian.AppendUint32(nil, s.cfg.PlatformVersion)
 	r := &conn.Route{Mode: conn.ModeInline, Unary: func(context.Context, *conn.Request) ([]byte, error) {
 		return reply, nil
@@ -30,7 +30,6 @@ func (s *Server) registerBuiltins() error {
 	defer s.mu.Unlock()
 	s.routes[platformVersionID], s.names[platformVersionID] = r, hawser.PlatformVersionMethod
 	s.ids = append(s.ids, platformVersionID)
-	return nil
 }
 
 // guard wraps r with the permission check of a client RPC server: the
