@@ -481,10 +481,19 @@ func (h *hookedLogs) StoreLogs(logs []*hraft.Log) error {
 func hookedCluster(t *testing.T) (*cluster, *rnode, *rnode, *hookedLogs) {
 	t.Helper()
 	hooks := make([]*hookedLogs, 3)
-	c := newCluster(t, 3, clusterOpts{logs: func(i int, s hraft.LogStore) hraft.LogStore {
-		hooks[i] = &hookedLogs{LogStore: s}
-		return hooks[i]
-	}})
+	// raft's default timing, as snapConfig's: under make test, with other
+	// packages' race-detector tests beside it, the process stalls past
+	// raftConfig's 200 ms lease at times, and a leader that steps down
+	// voids these tests' premise (one stable leader).
+	d := hraft.DefaultConfig()
+	c := newCluster(t, 3, clusterOpts{
+		raft: func(c *hraft.Config) {
+			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = d.HeartbeatTimeout, d.ElectionTimeout, d.LeaderLeaseTimeout
+		},
+		logs: func(i int, s hraft.LogStore) hraft.LogStore {
+			hooks[i] = &hookedLogs{LogStore: s}
+			return hooks[i]
+		}})
 	l := c.leader(10 * time.Second)
 	f := c.others(l)[0]
 	for i, n := range c.nodes {
@@ -608,6 +617,9 @@ func TestClusterFollowerRejectsMidPipeline(t *testing.T) {
 		}
 		mark, t1 := l.raft.LastIndex(), time.Now()
 		waitFor(t, 5*time.Second, fmt.Sprintf("rejection %d: the follower replicates to index %d", k+1, mark), func() bool {
+			if st := l.raft.State(); st != hraft.Leader {
+				t.Fatalf("rejection %d: the leader is now %v: the process stalled past the lease", k+1, st)
+			}
 			return f.raft.LastIndex() >= mark
 		})
 		waitFor(t, 5*time.Second, fmt.Sprintf("rejection %d: a new pipeline to the follower", k+1), func() bool {
