@@ -49,12 +49,16 @@ var (
 )
 
 // CodecFor returns the codec for T: Raw for []byte, Binary for types with
-// the encoding interfaces, or an error saying what T lacks.
+// the encoding Binary interfaces (an error saying what T lacks if it has
+// only some), and CBOR for every other type.
 func CodecFor[T any]() (Codec[T], error) {
 	if c, ok := any(Raw{}).(Codec[T]); ok {
 		return c, nil
 	}
 	t := reflect.TypeFor[T]()
+	if !implementsBinary(t) {
+		return NewCBOR[T](), nil
+	}
 	var c Binary[T]
 	switch {
 	case t.Implements(appenderType):
