@@ -72,5 +72,3 @@ func implementsBinary(t reflect.Type) bool {
 	}
 	return t.Implements(appenderType) || t.Implements(marshalerType) || pt.Implements(unmarshalerType)
 }
-
-

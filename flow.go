@@ -120,6 +120,11 @@ func (f *Flow[Req, Resp]) Start(ctx context.Context, c Caller, req Req, opts ...
 	if err != nil {
 		return zero, fmt.Errorf("hawser: decoding flow %s result: %w", f.name, err)
 	}
+	if holdsT[Resp]() {
+		if err := bindHandles(newBinder(ctx, c, f.name), &resp); err != nil {
+			return zero, err
+		}
+	}
 	return resp, nil
 }
 

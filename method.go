@@ -44,11 +44,12 @@ func UrgentMethod() MethodOption { return func(o *methodOptions) { o.urgent = tr
 
 // Method is a unary method: one definition shared by client and server.
 type Method[Req, Resp any] struct {
-	name string
-	id   uint64
-	req  Codec[Req]
-	resp Codec[Resp]
-	opts methodOptions
+	name    string
+	id      uint64
+	req     Codec[Req]
+	resp    Codec[Resp]
+	opts    methodOptions
+	handles bool // Resp may hold observables or futures
 }
 
 // NewMethod defines a unary method. The wire names it by the xxhash64 of
@@ -70,7 +71,7 @@ func NewMethod[Req, Resp any](name string, opts ...MethodOption) *Method[Req, Re
 
 // NewMethodCodec defines a unary method with explicit codecs.
 func NewMethodCodec[Req, Resp any](name string, req Codec[Req], resp Codec[Resp], opts ...MethodOption) *Method[Req, Resp] {
-	m := &Method[Req, Resp]{name: name, id: codec.MethodID(name), req: req, resp: resp}
+	m := &Method[Req, Resp]{name: name, id: codec.MethodID(name), req: req, resp: resp, handles: holdsT[Resp]()}
 	for _, o := range opts {
 		o(&m.opts)
 	}
@@ -107,6 +108,11 @@ func (m *Method[Req, Resp]) Call(ctx context.Context, c Caller, req Req, opts ..
 	resp, err := m.resp.Decode(out)
 	if err != nil {
 		return zero, fmt.Errorf("hawser: decoding %s reply: %w", m.name, err)
+	}
+	if m.handles {
+		if err := bindHandles(newBinder(ctx, c, m.name), &resp); err != nil {
+			return zero, err
+		}
 	}
 	return resp, nil
 }
@@ -166,7 +172,7 @@ func (s *Stream[Req, Item]) Open(ctx context.Context, c Caller, req Req, opts ..
 	if err != nil {
 		return nil, err
 	}
-	return &StreamReader[Item]{raw: raw, codec: s.item, name: s.name}, nil
+	return &StreamReader[Item]{raw: raw, codec: s.item, name: s.name, ctx: ctx, caller: c, handles: holdsT[Item]()}, nil
 }
 
 // DecodeRequest and AppendItem are the server's half of the codecs.
@@ -175,11 +181,16 @@ func (s *Stream[Req, Item]) AppendItem(dst []byte, it Item) ([]byte, error) {
 	return s.item.Append(dst, it)
 }
 
-// StreamReader receives a typed stream.
+// StreamReader receives a typed stream. Observables and futures inside
+// its items are subscribed as each item is received, bound to the
+// stream's context.
 type StreamReader[Item any] struct {
-	raw   RawStream
-	codec Codec[Item]
-	name  string
+	raw     RawStream
+	codec   Codec[Item]
+	name    string
+	ctx     context.Context
+	caller  Caller
+	handles bool // Item may hold observables or futures
 }
 
 // Recv returns the next item; io.EOF at the end of the stream.
@@ -192,6 +203,11 @@ func (r *StreamReader[Item]) Recv() (Item, error) {
 	it, err := r.codec.Decode(b)
 	if err != nil {
 		return zero, fmt.Errorf("hawser: decoding %s item: %w", r.name, err)
+	}
+	if r.handles {
+		if err := bindHandles(newBinder(r.ctx, r.caller, r.name), &it); err != nil {
+			return zero, err
+		}
 	}
 	return it, nil
 }

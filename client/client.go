@@ -31,6 +31,7 @@ type options struct {
 	nodeID      string
 	logger      *slog.Logger
 	tune        func(*conn.Config)
+	callSites   bool
 	err         error
 }
 
@@ -100,6 +101,12 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // before it is dialed; its TLS, Login and cluster key are Start's.
 func WithConnConfig(f func(*conn.Config)) Option { return func(o *options) { o.tune = f } }
 
+// TrackCallSites records, for each observable and future received, the
+// stack that received it, so that the warning about one that was
+// garbage-collected without Close says where it came from (Corda's
+// trackRpcCallSites). It costs a stack walk per handle: for debugging.
+func TrackCallSites() Option { return func(o *options) { o.callSites = true } }
+
 // DefaultTimeout is WithTimeout's default.
 const DefaultTimeout = 5 * time.Second
 
@@ -108,10 +115,12 @@ const DefaultTimeout = 5 * time.Second
 // hawser.PlatformVersioned, so methods declared Since a later platform
 // version fail locally.
 type Conn struct {
-	c        *conn.Conn
-	eng      *conn.Engine
-	platform uint32
-	user     string
+	c         *conn.Conn
+	eng       *conn.Engine
+	platform  uint32
+	user      string
+	log       *slog.Logger
+	callSites bool
 }
 
 // Start connects to a node's client port at addr ("host:port"; a bare
@@ -163,7 +172,7 @@ func Start(ctx context.Context, addr, username, password string, opts ...Option)
 		_ = eng.Close()
 		return nil, err
 	}
-	cc := &Conn{c: c, eng: eng, platform: c.PeerPlatformVersion(), user: username}
+	cc := &Conn{c: c, eng: eng, platform: c.PeerPlatformVersion(), user: username, log: o.logger, callSites: o.callSites}
 	if o.minPlatform > cc.platform {
 		_ = cc.Close()
 		return nil, &hawser.VersionError{Required: o.minPlatform, Server: cc.platform}
@@ -194,6 +203,13 @@ func (c *Conn) Call(ctx context.Context, method uint64, req []byte, opts ...haws
 func (c *Conn) OpenStream(ctx context.Context, method uint64, req []byte, opts ...hawser.CallOption) (hawser.RawStream, error) {
 	return c.c.OpenStream(ctx, method, req, opts...)
 }
+
+// HandleLogger is where warnings about leaked observables and futures go
+// (hawser.HandleHost): WithLogger's logger, or slog.Default().
+func (c *Conn) HandleLogger() *slog.Logger { return c.log }
+
+// TrackCallSites reports whether TrackCallSites was set (hawser.HandleHost).
+func (c *Conn) TrackCallSites() bool { return c.callSites }
 
 // PlatformVersion is the server's platform version, as it announced it
 // at connect.

@@ -101,6 +101,12 @@ func testCert(t testing.TB) *certgen.Pair {
 // users of svc.
 func startNode(t testing.TB, svc *auth.Service, opts ...nodeOpt) *node {
 	t.Helper()
+	return startNodeWith(t, svc, nil, opts...)
+}
+
+// startNodeWith is startNode with the further handlers that register adds.
+func startNodeWith(t testing.TB, svc *auth.Service, register func(*server.Server), opts ...nodeOpt) *node {
+	t.Helper()
 	n := &node{logs: &syncBuffer{}, cert: testCert(t)}
 	cfg := server.Config{
 		BindAddr: "127.0.0.1", Port: -1, Auth: svc, PlatformVersion: 3,
@@ -136,6 +142,9 @@ func startNode(t testing.TB, svc *auth.Service, opts ...nodeOpt) *node {
 	}))
 	must(t, server.RegisterFlow(srv, transfer, echo("transfer")))
 	must(t, server.RegisterFlow(srv, audit, echo("audit")))
+	if register != nil {
+		register(srv)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background()) }()
 	<-srv.Ready()

@@ -358,6 +358,19 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// Kick closes the connection at once because of err, and tells the peer
+// why: a GOAWAY carries err's code, registered name and message
+// (hawser.WireError), so the peer's calls and streams fail with a
+// *PeerError that matches err's registered sentinel (errors.Is). The
+// first cause wins. It does not wait.
+func (c *Conn) Kick(err error) {
+	code, _, _ := hawser.WireError(err)
+	if code == codec.CodeOK {
+		code = codec.CodeUnknown
+	}
+	c.closeWith(err, code)
+}
+
 // Shutdown closes gracefully: it sends GOAWAY, lets calls and streams in
 // flight finish (new calls fail with ErrGoAway, so a pool sends them
 // elsewhere) and their outcomes reach the socket, then shuts down the write
@@ -557,11 +570,14 @@ func (c *Conn) report(err error) {
 }
 
 func (c *Conn) queueGoAwayError(code codec.Code, err error) {
-	msg := ""
+	msg, name := "", ""
 	if err != nil {
 		msg = err.Error()
+		if wc, wn, _ := hawser.WireError(err); wc == code {
+			name = wn // a registered error (Kick) travels by name
+		}
 	}
-	body := codec.AppendErrorBody(nil, "", msg)
+	body := codec.AppendErrorBody(nil, name, msg)
 	c.mu.Lock()
 	last := c.goAwayArgLocked()
 	c.mu.Unlock()

@@ -105,6 +105,7 @@ type flowFunc func(ctx context.Context, arg []byte) ([]byte, error)
 // decoded. Flows run on the worker pool. It fails for a name registered
 // twice or after Serve started.
 func RegisterFlow[Req, Resp any](s *Server, f *hawser.Flow[Req, Resp], h func(ctx context.Context, req Req) (Resp, error)) error {
+	holds := hawser.HoldsHandles[Resp]()
 	run := func(ctx context.Context, arg []byte) ([]byte, error) {
 		req, err := f.DecodeRequest(arg)
 		if err != nil {
@@ -114,7 +115,10 @@ func RegisterFlow[Req, Resp any](s *Server, f *hawser.Flow[Req, Resp], h func(ct
 		if err != nil {
 			return nil, err
 		}
-		return f.AppendResponse(nil, resp)
+		if !holds {
+			return f.AppendResponse(nil, resp)
+		}
+		return appendExported(s, ctx, resp, func(dst []byte) ([]byte, error) { return f.AppendResponse(dst, resp) }, nil)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

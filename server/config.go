@@ -82,6 +82,10 @@ type Config struct {
 	// where passwords would cross the network in clear.
 	InsecurePlaintext bool
 
+	// Observables bounds what each connection's observables and futures
+	// may hold here: buffer bytes, overflow policy, count (observe.go).
+	Observables ObservableConfig
+
 	// PlatformVersion is the application's version, announced to clients
 	// (Corda's platform version) and answered by hawser.platformVersion.
 	PlatformVersion uint32

@@ -37,6 +37,7 @@ func newDecodeError(err error) *decodeError { return &decodeError{err} }
 // h. It fails if the name or its method ID is already registered, or after
 // Serve started.
 func Handle[Req, Resp any](s *Server, m *hawser.Method[Req, Resp], h func(ctx context.Context, req Req) (Resp, error), opts ...Option) error {
+	holds := hawser.HoldsHandles[Resp]()
 	r := &conn.Route{Unary: func(ctx context.Context, cr *conn.Request) ([]byte, error) {
 		req, err := m.DecodeRequest(cr.Payload)
 		if err != nil {
@@ -46,7 +47,10 @@ func Handle[Req, Resp any](s *Server, m *hawser.Method[Req, Resp], h func(ctx co
 		if err != nil {
 			return nil, err
 		}
-		return m.AppendResponse(cr.ReplyBuffer(512), resp)
+		if !holds {
+			return m.AppendResponse(cr.ReplyBuffer(512), resp)
+		}
+		return appendExported(s, ctx, resp, func(dst []byte) ([]byte, error) { return m.AppendResponse(dst, resp) }, cr.ReplyBuffer(512))
 	}}
 	for _, o := range opts {
 		o(r)
@@ -64,7 +68,11 @@ func HandleStream[Req, Item any](s *Server, st *hawser.Stream[Req, Item], h func
 		if err != nil {
 			return newDecodeError(err)
 		}
-		return h(ctx, req, &sender[Req, Item]{st: st, ss: ss})
+		out := &sender[Req, Item]{st: st, ss: ss}
+		if hawser.HoldsHandles[Item]() {
+			out.ex = s.exporterFor(ctx)
+		}
+		return h(ctx, req, out)
 	}}
 	return s.register(st.Name(), st.ID(), r)
 }
@@ -78,6 +86,7 @@ func HandleRaw(s *Server, name string, r *conn.Route) error {
 type sender[Req, Item any] struct {
 	st  *hawser.Stream[Req, Item]
 	ss  *conn.ServerStream
+	ex  hawser.Exporter // set when items may hold observables or futures
 	buf []byte
 }
 
@@ -87,12 +96,37 @@ func (s *sender[Req, Item]) Send(item Item) error {
 	if raw, ok := any(item).([]byte); ok {
 		return s.ss.Send(raw)
 	}
+	if s.ex != nil {
+		if err := hawser.ExportHandles(s.ex, item); err != nil {
+			return fmt.Errorf("server: %s item: %w", s.st.Name(), err)
+		}
+	}
 	b, err := s.st.AppendItem(s.buf[:0], item)
 	if err != nil {
+		hawser.DropHandles(s.ex, item)
 		return fmt.Errorf("server: encoding %s item: %w", s.st.Name(), err)
 	}
 	if cap(b) <= 64<<10 {
 		s.buf = b[:0]
 	}
-	return s.ss.Send(b)
+	if err := s.ss.Send(b); err != nil {
+		hawser.DropHandles(s.ex, item)
+		return err
+	}
+	return nil
+}
+
+// appendExported exports the observables and futures of v to the client
+// of ctx's connection, then encodes v with enc; if encoding fails, they
+// are dropped.
+func appendExported[T any](s *Server, ctx context.Context, v T, enc func(dst []byte) ([]byte, error), dst []byte) ([]byte, error) {
+	ex := s.exporterFor(ctx)
+	if err := hawser.ExportHandles(ex, v); err != nil {
+		return nil, err
+	}
+	b, err := enc(dst)
+	if err != nil {
+		hawser.DropHandles(ex, v)
+	}
+	return b, err
 }

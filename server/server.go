@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hawser-rpc/hawser/auth"
 	"github.com/hawser-rpc/hawser/conn"
@@ -38,6 +39,10 @@ type Server struct {
 	readyOnce sync.Once
 	wg        sync.WaitGroup // admission and handshake goroutines
 	handlers  sync.WaitGroup // stream and ordered handler goroutines (Go)
+
+	pubs      map[*conn.Conn]*pubTable // connections' observables and futures (observe.go), under mu
+	producers atomic.Int64
+	kicked    atomic.Int64
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -56,6 +61,7 @@ func New(cfg Config) (*Server, error) {
 		names:  map[uint64]string{},
 		flows:  map[string]flowFunc{},
 		conns:  map[*conn.Conn]struct{}{},
+		pubs:   map[*conn.Conn]*pubTable{},
 		ready:  make(chan struct{}),
 	}
 	ccfg, err := cfg.connConfig(s)
@@ -73,6 +79,7 @@ func New(cfg Config) (*Server, error) {
 	s.pool = workers.New(workers.Config{Max: cfg.MaxWorkers, Queue: cfg.QueueSize})
 	s.adm = newAdmission(cfg.admission())
 	s.registerBuiltins()
+	s.registerSubscribe()
 	return s, nil
 }
 
@@ -239,7 +246,11 @@ func (s *Server) accept(p *pending, eng *conn.Engine) {
 func (s *Server) forget(c *conn.Conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	t := s.forgetPubsLocked(c)
 	s.mu.Unlock()
+	if t != nil {
+		t.close(errConnGone)
+	}
 }
 
 func (s *Server) markReady() { s.readyOnce.Do(func() { close(s.ready) }) }

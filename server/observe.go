@@ -1,0 +1,500 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hawser-rpc/hawser"
+	"github.com/hawser-rpc/hawser/conn"
+)
+
+// ObservableConfig bounds what one client connection's observables and
+// futures may hold on the server (PROTOCOL.md §5.5).
+type ObservableConfig struct {
+	// BufferBytes bounds, per connection, the items that producers of
+	// OverflowKick observables and futures have made and the connection
+	// has not yet sent (its streams' windows are full, or the client has
+	// not subscribed yet). An item costs its length plus ItemOverhead. A
+	// producer whose item would exceed it gets hawser.ErrSlowConsumer, and
+	// the connection is closed with a GOAWAY carrying that error, freeing
+	// everything it held. Default 8 MiB.
+	BufferBytes int
+	// Overflow is the policy of observables that leave it to the server
+	// (hawser.OverflowServer). Default hawser.OverflowKick.
+	Overflow hawser.Overflow
+	// MaxSubscriptions bounds the observables and futures one connection
+	// holds at once, subscribed or not; a handler's reply that would exceed
+	// it fails with hawser.ErrTooManySubscriptions. Default 1024.
+	MaxSubscriptions int
+}
+
+// ItemOverhead is what an item buffered for a client costs beyond its
+// bytes (its slice header and queue slot, rounded up).
+const ItemOverhead = 32
+
+const (
+	DefaultObservableBuffer = 8 << 20
+	DefaultMaxSubscriptions = 1024
+)
+
+func (c ObservableConfig) withDefaults() ObservableConfig {
+	if c.BufferBytes <= 0 {
+		c.BufferBytes = DefaultObservableBuffer
+	}
+	if c.Overflow == hawser.OverflowServer {
+		c.Overflow = hawser.OverflowKick
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	return c
+}
+
+// ObservableStats counts what the server's connections hold for their
+// clients' observables and futures.
+type ObservableStats struct {
+	// Subscriptions are the observables and futures exported and not yet
+	// ended, freed or cancelled; Claimed are those a client subscribed to.
+	Subscriptions, Claimed int
+	// Producers are producer goroutines still running.
+	Producers int
+	// Buffered is the bytes charged to buffers (BufferBytes).
+	Buffered int64
+	// Kicked counts connections closed with hawser.ErrSlowConsumer.
+	Kicked int64
+}
+
+// Observables returns the server's counts.
+func (s *Server) Observables() ObservableStats {
+	s.mu.Lock()
+	tables := make([]*pubTable, 0, len(s.pubs))
+	for _, t := range s.pubs {
+		tables = append(tables, t)
+	}
+	s.mu.Unlock()
+	st := ObservableStats{Producers: int(s.producers.Load()), Kicked: s.kicked.Load()}
+	for _, t := range tables {
+		t.mu.Lock()
+		st.Subscriptions += len(t.subs)
+		for _, p := range t.subs {
+			if p.isClaimed() {
+				st.Claimed++
+			}
+		}
+		t.mu.Unlock()
+		st.Buffered += t.buffered.Load()
+	}
+	return st
+}
+
+// pubTable is one connection's exported observables and futures.
+type pubTable struct {
+	s      *Server
+	c      *conn.Conn
+	cfg    ObservableConfig
+	kicked atomic.Bool
+
+	buffered atomic.Int64
+
+	mu     sync.Mutex
+	next   uint64
+	subs   map[uint64]*pub
+	closed bool
+}
+
+// exporterFor returns the Exporter of the connection a handler's ctx
+// belongs to, or nil outside a connection.
+func (s *Server) exporterFor(ctx context.Context) hawser.Exporter {
+	c, ok := conn.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	return &exporter{s: s, c: c}
+}
+
+// exporter makes its connection's table on first use, so that connections
+// whose handlers return no handle cost nothing.
+type exporter struct {
+	s      *Server
+	c      *conn.Conn
+	t      *pubTable
+	parent *pub
+}
+
+func (e *exporter) table() (*pubTable, error) {
+	if e.t != nil {
+		return e.t, nil
+	}
+	s := e.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-e.c.Done():
+		return nil, errConnGone
+	default:
+	}
+	t := s.pubs[e.c]
+	if t == nil {
+		// forget (OnClose) runs after Done is closed, under s.mu: it
+		// will find this table and close it.
+		t = &pubTable{s: s, c: e.c, cfg: s.cfg.Observables.withDefaults(), subs: map[uint64]*pub{}}
+		s.pubs[e.c] = t
+	}
+	e.t = t
+	return t, nil
+}
+
+var errConnGone = errors.New("server: the connection closed")
+
+func (e *exporter) Export(p *hawser.Publication) (uint64, error) {
+	t, err := e.table()
+	if err != nil {
+		return 0, err
+	}
+	policy := p.Overflow
+	if policy == hawser.OverflowServer {
+		policy = t.cfg.Overflow
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sp := &pub{t: t, kind: p.Kind, policy: policy, parent: e.parent, ctx: ctx, cancel: cancel,
+		notify: make(chan struct{}, 1), claimed: make(chan struct{}), ended: make(chan struct{})}
+	t.mu.Lock()
+	switch {
+	case t.closed:
+		t.mu.Unlock()
+		cancel(errConnGone)
+		return 0, errConnGone
+	case len(t.subs) >= t.cfg.MaxSubscriptions:
+		t.mu.Unlock()
+		cancel(hawser.ErrTooManySubscriptions)
+		return 0, hawser.ErrTooManySubscriptions
+	}
+	t.next++
+	sp.id = t.next
+	t.subs[sp.id] = sp
+	t.mu.Unlock()
+
+	s := t.s
+	s.producers.Add(1)
+	child := &exporter{s: s, c: t.c, t: t, parent: sp}
+	s.Go(func() {
+		defer s.producers.Add(-1)
+		err := runProducer(ctx, p, child, sp.send)
+		sp.finish(err)
+	})
+	return sp.id, nil
+}
+
+// runProducer runs a publication's producer, turning a panic into an
+// error for the client (as for handlers).
+func runProducer(ctx context.Context, p *hawser.Publication, ex hawser.Exporter, send func([]byte) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("server: an observable's producer panicked: %v", r)
+		}
+	}()
+	return p.Run(ctx, ex, send)
+}
+
+func (e *exporter) Drop(id uint64) {
+	t, err := e.table()
+	if err != nil {
+		return
+	}
+	t.mu.Lock()
+	sp := t.subs[id]
+	if sp != nil && sp.isClaimed() {
+		sp = nil
+	}
+	t.mu.Unlock()
+	if sp != nil {
+		t.remove(sp, errDropped)
+	}
+}
+
+var (
+	errDropped      = errors.New("server: the value holding this observable was not sent")
+	errUnsubscribed = errors.New("server: the client unsubscribed")
+)
+
+// pub is one exported observable or future.
+type pub struct {
+	t      *pubTable
+	id     uint64
+	kind   hawser.HandleKind
+	policy hawser.Overflow
+	parent *pub
+	ctx    context.Context // the producer's
+	cancel context.CancelCauseFunc
+
+	notify  chan struct{} // cap 1: an item was queued, or the producer ended
+	claimed chan struct{} // closed when the client subscribes
+	ended   chan struct{} // closed when the producer returns
+
+	mu      sync.Mutex
+	ss      *conn.ServerStream // set when claimed
+	isClaim bool
+	queue   [][]byte
+	head    int
+	qbytes  int64 // cost of queue[head:]
+	stopped bool
+	err     error // the producer's result, once ended
+}
+
+func (p *pub) isClaimed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.isClaim
+}
+
+func cost(item []byte) int64 { return int64(len(item)) + ItemOverhead }
+
+// send is the producer's: it queues item (kick) or sends it on the
+// subscribed stream (block).
+func (p *pub) send(item []byte) error {
+	if err := p.ctx.Err(); err != nil {
+		return context.Cause(p.ctx)
+	}
+	if p.policy == hawser.OverflowBlock {
+		select {
+		case <-p.claimed:
+		case <-p.ctx.Done():
+			return context.Cause(p.ctx)
+		}
+		p.mu.Lock()
+		ss := p.ss
+		p.mu.Unlock()
+		return ss.Send(item)
+	}
+	c := cost(item)
+	t := p.t
+	if t.buffered.Add(c) > int64(t.cfg.BufferBytes) {
+		t.buffered.Add(-c)
+		t.kick()
+		return hawser.ErrSlowConsumer
+	}
+	b := make([]byte, len(item))
+	copy(b, item)
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		t.buffered.Add(-c)
+		return context.Cause(p.ctx)
+	}
+	p.queue = append(p.queue, b)
+	p.qbytes += c
+	p.mu.Unlock()
+	p.signal()
+	return nil
+}
+
+func (p *pub) signal() {
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// finish records the producer's result.
+func (p *pub) finish(err error) {
+	p.mu.Lock()
+	p.err = err
+	p.mu.Unlock()
+	close(p.ended)
+	p.signal()
+}
+
+// stop cancels the producer and frees what it queued; once.
+func (p *pub) stop(cause error) {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	p.stopped = true
+	q := p.qbytes
+	p.queue, p.head, p.qbytes = nil, 0, 0
+	p.mu.Unlock()
+	p.t.buffered.Add(-q)
+	p.cancel(cause)
+}
+
+// pop takes the next queued item, with its cost still charged.
+func (p *pub) pop() ([]byte, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.head == len(p.queue) {
+		return nil, false
+	}
+	b := p.queue[p.head]
+	p.queue[p.head] = nil
+	p.head++
+	p.qbytes -= cost(b)
+	if p.head == len(p.queue) {
+		p.queue, p.head = p.queue[:0], 0
+	} else if p.head >= 1024 && p.head*2 >= len(p.queue) {
+		n := copy(p.queue, p.queue[p.head:])
+		clear(p.queue[n:])
+		p.queue, p.head = p.queue[:n], 0
+	}
+	return b, true
+}
+
+// kick disconnects the client whose buffer is full: once.
+func (t *pubTable) kick() {
+	if !t.kicked.CompareAndSwap(false, true) {
+		return
+	}
+	t.s.kicked.Add(1)
+	t.s.log.Warn("hawser: disconnecting a client that fell behind its observables",
+		"user", t.c.User(), "remote", t.c.RemoteAddr(), "buffer_bytes", t.cfg.BufferBytes)
+	t.c.Kick(hawser.ErrSlowConsumer)
+	t.close(hawser.ErrSlowConsumer)
+}
+
+// close frees every publication of the connection (it closed, or was
+// kicked).
+func (t *pubTable) close(cause error) {
+	t.mu.Lock()
+	t.closed = true
+	subs := t.subs
+	t.subs = map[uint64]*pub{}
+	t.mu.Unlock()
+	for _, p := range subs {
+		p.stop(cause)
+	}
+}
+
+// remove frees p. A cancelled p (not a normal end) also frees the
+// children it exported that no subscription took: their references were
+// in its items, which the client will not read now.
+func (t *pubTable) remove(p *pub, cause error) {
+	t.mu.Lock()
+	if t.subs[p.id] == p {
+		delete(t.subs, p.id)
+	}
+	var orphans []*pub
+	if cause != nil {
+		for _, q := range t.subs {
+			if q.parent == p && !q.isClaimed() {
+				orphans = append(orphans, q)
+			}
+		}
+	}
+	t.mu.Unlock()
+	p.stop(cause)
+	for _, q := range orphans {
+		t.remove(q, cause)
+	}
+}
+
+// claim gives p to the subscription stream ss, once.
+func (t *pubTable) claim(id uint64, ss *conn.ServerStream) *pub {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.subs[id]
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.isClaim {
+		return nil
+	}
+	p.isClaim, p.ss = true, ss
+	close(p.claimed)
+	return p
+}
+
+// forgetPubs frees a closed connection's publications (OnClose).
+func (s *Server) forgetPubsLocked(c *conn.Conn) *pubTable {
+	t := s.pubs[c]
+	delete(s.pubs, c)
+	return t
+}
+
+// registerSubscribe serves hawser.subscribe: the stream a client takes an
+// exported observable or future through.
+func (s *Server) registerSubscribe() {
+	r := &conn.Route{Stream: s.subscribe}
+	s.routes[hawser.SubscribeID], s.names[hawser.SubscribeID] = r, hawser.SubscribeMethod
+	s.ids = append(s.ids, hawser.SubscribeID)
+}
+
+var errBadSubscribe = &decodeError{errors.New("hawser.subscribe: the request is not one uvarint ID")}
+
+func (s *Server) subscribe(ctx context.Context, req *conn.Request, ss *conn.ServerStream) error {
+	id, n := binary.Uvarint(req.Payload)
+	if n <= 0 || n != len(req.Payload) {
+		return errBadSubscribe
+	}
+	s.mu.Lock()
+	t := s.pubs[req.Conn()]
+	s.mu.Unlock()
+	if t == nil {
+		return hawser.ErrUnknownSubscription
+	}
+	p := t.claim(id, ss)
+	if p == nil {
+		return hawser.ErrUnknownSubscription
+	}
+	// Unsubscribing (CANCEL, the connection closing) stops the producer.
+	stop := context.AfterFunc(ctx, func() { t.remove(p, errUnsubscribed) })
+	defer stop()
+	if p.policy == hawser.OverflowBlock {
+		select {
+		case <-p.ended:
+			p.mu.Lock()
+			err := p.err
+			p.mu.Unlock()
+			t.remove(p, nil)
+			return err
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-p.ctx.Done():
+			return context.Cause(p.ctx)
+		}
+	}
+	for {
+		if b, ok := p.pop(); ok {
+			err := ss.Send(b)
+			t.buffered.Add(-cost(b))
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-p.ended:
+			if _, more := p.peek(); more {
+				continue
+			}
+			p.mu.Lock()
+			err := p.err
+			p.mu.Unlock()
+			t.remove(p, nil)
+			return err
+		default:
+		}
+		select {
+		case <-p.notify:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-p.ctx.Done():
+			return context.Cause(p.ctx)
+		}
+	}
+}
+
+func (p *pub) peek() ([]byte, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.head == len(p.queue) {
+		return nil, false
+	}
+	return p.queue[p.head], true
+}
