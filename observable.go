@@ -211,7 +211,9 @@ func (o *Observable[T]) Recv() (T, error) {
 		var zero T
 		return zero, ErrNotBound
 	}
-	return o.sub.recv()
+	v, err := o.sub.recv()
+	runtime.KeepAlive(o) // not collected (and unsubscribed) while Recv waits
+	return v, err
 }
 
 // All yields items until the observable ends; see StreamReader.All.
@@ -223,6 +225,7 @@ func (o *Observable[T]) All() iter.Seq2[T, error] {
 			yield(zero, ErrNotBound)
 			return
 		}
+		defer runtime.KeepAlive(o)
 		for it, err := range o.sub.r.All() {
 			if !yield(it, err) {
 				_ = o.sub.close()
@@ -328,6 +331,7 @@ func (f *Future[T]) Get(ctx context.Context) (T, error) {
 	if f.fut == nil {
 		return zero, ErrNotBound
 	}
+	defer runtime.KeepAlive(f) // not collected (and cancelled) while Get waits
 	select {
 	case <-f.fut.ready:
 		return f.fut.v, f.fut.err
@@ -516,7 +520,11 @@ func (s *subscription[T]) leaked() {
 	if s.site != "" {
 		attrs = append(attrs, "received_at", s.site)
 	}
-	s.log.Warn("hawser: an "+s.kind+" was garbage-collected without Close; unsubscribing it", attrs...)
+	article := "a "
+	if s.kind == "observable" {
+		article = "an "
+	}
+	s.log.Warn("hawser: "+article+s.kind+" was garbage-collected without Close; unsubscribing it", attrs...)
 	_ = s.close()
 }
 

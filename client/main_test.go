@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -8,4 +9,10 @@ import (
 	"github.com/hawser-rpc/hawser/internal/leaktest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leaktest.Options()...) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childAddrEnv) != "" {
+		runChild()
+		return
+	}
+	goleak.VerifyTestMain(m, leaktest.Options()...)
+}

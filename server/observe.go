@@ -62,8 +62,9 @@ type ObservableStats struct {
 	Subscriptions, Claimed int
 	// Producers are producer goroutines still running.
 	Producers int
-	// Buffered is the bytes charged to buffers (BufferBytes).
-	Buffered int64
+	// Buffered is the bytes charged to buffers (BufferBytes) now;
+	// PeakBuffered the most one connection's buffer has held.
+	Buffered, PeakBuffered int64
 	// Kicked counts connections closed with hawser.ErrSlowConsumer.
 	Kicked int64
 }
@@ -76,7 +77,7 @@ func (s *Server) Observables() ObservableStats {
 		tables = append(tables, t)
 	}
 	s.mu.Unlock()
-	st := ObservableStats{Producers: int(s.producers.Load()), Kicked: s.kicked.Load()}
+	st := ObservableStats{Producers: int(s.producers.Load()), Kicked: s.kicked.Load(), PeakBuffered: s.peakBuffered.Load()}
 	for _, t := range tables {
 		t.mu.Lock()
 		st.Subscriptions += len(t.subs)
@@ -272,10 +273,14 @@ func (p *pub) send(item []byte) error {
 	}
 	c := cost(item)
 	t := p.t
-	if t.buffered.Add(c) > int64(t.cfg.BufferBytes) {
+	n := t.buffered.Add(c)
+	if n > int64(t.cfg.BufferBytes) {
 		t.buffered.Add(-c)
 		t.kick()
 		return hawser.ErrSlowConsumer
+	}
+	for peak := t.s.peakBuffered.Load(); n > peak && !t.s.peakBuffered.CompareAndSwap(peak, n); {
+		peak = t.s.peakBuffered.Load()
 	}
 	b := make([]byte, len(item))
 	copy(b, item)
@@ -442,17 +447,16 @@ func (s *Server) subscribe(ctx context.Context, req *conn.Request, ss *conn.Serv
 	if p == nil {
 		return hawser.ErrUnknownSubscription
 	}
-	// Unsubscribing (CANCEL, the connection closing) stops the producer.
-	stop := context.AfterFunc(ctx, func() { t.remove(p, errUnsubscribed) })
-	defer stop()
+	// However the stream ends, the publication goes with it: a normal end
+	// after the producer's last item, or an unsubscription (CANCEL, the
+	// connection closing), which also cancels the producer.
+	cause := errUnsubscribed
+	defer func() { t.remove(p, cause) }()
 	if p.policy == hawser.OverflowBlock {
 		select {
 		case <-p.ended:
-			p.mu.Lock()
-			err := p.err
-			p.mu.Unlock()
-			t.remove(p, nil)
-			return err
+			cause = nil
+			return p.result()
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-p.ctx.Done():
@@ -473,11 +477,8 @@ func (s *Server) subscribe(ctx context.Context, req *conn.Request, ss *conn.Serv
 			if _, more := p.peek(); more {
 				continue
 			}
-			p.mu.Lock()
-			err := p.err
-			p.mu.Unlock()
-			t.remove(p, nil)
-			return err
+			cause = nil
+			return p.result()
 		default:
 		}
 		select {
@@ -488,6 +489,12 @@ func (s *Server) subscribe(ctx context.Context, req *conn.Request, ss *conn.Serv
 			return context.Cause(p.ctx)
 		}
 	}
+}
+
+func (p *pub) result() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
 }
 
 func (p *pub) peek() ([]byte, bool) {

@@ -43,6 +43,8 @@ type Server struct {
 	pubs      map[*conn.Conn]*pubTable // connections' observables and futures (observe.go), under mu
 	producers atomic.Int64
 	kicked    atomic.Int64
+	// peakBuffered is the most one connection's buffer has held.
+	peakBuffered atomic.Int64
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
