@@ -176,7 +176,7 @@ func (o *Observable[T]) export(ex Exporter) (uint64, error) {
 	produce := o.produce
 	id, err := ex.Export(&Publication{Kind: KindObservable, Overflow: o.overflow,
 		Run: func(ctx context.Context, ex Exporter, send func([]byte) error) error {
-			return produce(ctx, &pubSender[T]{ex: ex, send: send, codec: c})
+			return produce(ctx, newPubSender(ex, send, c))
 		}})
 	if err != nil {
 		o.sent.Store(false)
@@ -293,7 +293,7 @@ func (f *Future[T]) export(ex Exporter) (uint64, error) {
 			if err != nil {
 				return err
 			}
-			return (&pubSender[T]{ex: ex, send: send, codec: c}).Send(v)
+			return newPubSender(ex, send, c).Send(v)
 		}})
 	if err != nil {
 		f.sent.Store(false)
@@ -419,26 +419,39 @@ type pubSender[T any] struct {
 	ex    Exporter
 	send  func([]byte) error
 	codec Codec[T]
+	holds bool // T may hold handles
 	buf   []byte
 }
 
+func newPubSender[T any](ex Exporter, send func([]byte) error, c Codec[T]) *pubSender[T] {
+	return &pubSender[T]{ex: ex, send: send, codec: c, holds: holdsT[T]()}
+}
+
 func (s *pubSender[T]) Send(item T) error {
-	if err := ExportHandles(s.ex, item); err != nil {
-		return err
+	if s.holds {
+		if err := ExportHandles(s.ex, item); err != nil {
+			return err
+		}
 	}
 	b, err := s.codec.Append(s.buf[:0], item)
 	if err != nil {
-		DropHandles(s.ex, item)
+		s.drop(item)
 		return fmt.Errorf("hawser: encoding an observable's item: %w", err)
 	}
 	if cap(b) <= 64<<10 {
 		s.buf = b[:0]
 	}
 	if err := s.send(b); err != nil {
-		DropHandles(s.ex, item)
+		s.drop(item)
 		return err
 	}
 	return nil
+}
+
+func (s *pubSender[T]) drop(item T) {
+	if s.holds {
+		DropHandles(s.ex, item)
+	}
 }
 
 // HandleHost is a Caller that says how the handles it delivers report a

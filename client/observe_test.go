@@ -634,3 +634,21 @@ func TestHostileSubscribe(t *testing.T) {
 		t.Fatalf("the future after hostile subscriptions: %d, %v", v, err)
 	}
 }
+
+// TestCancelBeforeClaim: futures cancelled at once, before the server has
+// run their subscriptions, are freed all the same.
+func TestCancelBeforeClaim(t *testing.T) {
+	on := startObsNode(t)
+	c := on.dial(t, "alice", "pw")
+	for i := range 50 {
+		f, err := obsFuture.Call(context.Background(), c, uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Count.Cancel()
+	}
+	waitFor(t, "every cancelled future to be freed", func() bool {
+		st := on.srv.Observables()
+		return st.Subscriptions == 0 && st.Producers == 0
+	})
+}

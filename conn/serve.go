@@ -49,6 +49,11 @@ type Route struct {
 	// size-class pools, whose rounding up (a 4.1 KiB request takes a 16 KiB
 	// buffer) would otherwise stay with the kept bytes.
 	Keep bool
+	// RunCancelled runs the handler even for a call cancelled before it
+	// started (its context is then already done): for handlers that
+	// release what the request names (hawser.subscribe frees the
+	// observable it would have taken).
+	RunCancelled bool
 }
 
 // Task is work for a Router's pool.
@@ -371,7 +376,7 @@ func (sc *serverCall) Run() {
 // run calls the handler, turns a panic into CodeInternal for this call only,
 // and sends the outcome.
 func (sc *serverCall) run(onLoop bool) {
-	if sc.cancelled.Load() {
+	if sc.cancelled.Load() && !sc.route.RunCancelled {
 		sc.finish(nil, context.Canceled, onLoop) // cancelled while it queued: nothing to run
 		return
 	}

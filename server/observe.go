@@ -18,8 +18,10 @@ type ObservableConfig struct {
 	// BufferBytes bounds, per connection, the items that producers of
 	// OverflowKick observables and futures have made and the connection
 	// has not yet sent (its streams' windows are full, or the client has
-	// not subscribed yet). An item costs its length plus ItemOverhead. A
-	// producer whose item would exceed it gets hawser.ErrSlowConsumer, and
+	// not subscribed yet): the memory of the chunks that hold them (see
+	// itemqueue.go; an item costs its length plus at most 10 bytes, in
+	// chunks of 1 to 32 KiB, and a subscription keeps one emptied chunk
+	// for reuse). A producer whose item would exceed it gets hawser.ErrSlowConsumer, and
 	// the connection is closed with a GOAWAY carrying that error, freeing
 	// everything it held. Default 8 MiB.
 	BufferBytes int
@@ -31,10 +33,6 @@ type ObservableConfig struct {
 	// it fails with hawser.ErrTooManySubscriptions. Default 1024.
 	MaxSubscriptions int
 }
-
-// ItemOverhead is what an item buffered for a client costs beyond its
-// bytes (its slice header and queue slot, rounded up).
-const ItemOverhead = 32
 
 const (
 	DefaultObservableBuffer = 8 << 20
@@ -239,9 +237,7 @@ type pub struct {
 	mu      sync.Mutex
 	ss      *conn.ServerStream // set when claimed
 	isClaim bool
-	queue   [][]byte
-	head    int
-	qbytes  int64 // cost of queue[head:]
+	queue   itemQueue
 	stopped bool
 	err     error // the producer's result, once ended
 }
@@ -251,8 +247,6 @@ func (p *pub) isClaimed() bool {
 	defer p.mu.Unlock()
 	return p.isClaim
 }
-
-func cost(item []byte) int64 { return int64(len(item)) + ItemOverhead }
 
 // send is the producer's: it queues item (kick) or sends it on the
 // subscribed stream (block).
@@ -271,27 +265,26 @@ func (p *pub) send(item []byte) error {
 		p.mu.Unlock()
 		return ss.Send(item)
 	}
-	c := cost(item)
 	t := p.t
-	n := t.buffered.Add(c)
-	if n > int64(t.cfg.BufferBytes) {
-		t.buffered.Add(-c)
-		t.kick()
-		return hawser.ErrSlowConsumer
-	}
-	for peak := t.s.peakBuffered.Load(); n > peak && !t.s.peakBuffered.CompareAndSwap(peak, n); {
-		peak = t.s.peakBuffered.Load()
-	}
-	b := make([]byte, len(item))
-	copy(b, item)
 	p.mu.Lock()
 	if p.stopped {
 		p.mu.Unlock()
-		t.buffered.Add(-c)
 		return context.Cause(p.ctx)
 	}
-	p.queue = append(p.queue, b)
-	p.qbytes += c
+	size := p.queue.room(item)
+	if size > 0 {
+		n := t.buffered.Add(int64(size))
+		if n > int64(t.cfg.BufferBytes) {
+			t.buffered.Add(-int64(size))
+			p.mu.Unlock()
+			t.kick()
+			return hawser.ErrSlowConsumer
+		}
+		for peak := t.s.peakBuffered.Load(); n > peak && !t.s.peakBuffered.CompareAndSwap(peak, n); {
+			peak = t.s.peakBuffered.Load()
+		}
+	}
+	p.queue.push(item, size)
 	p.mu.Unlock()
 	p.signal()
 	return nil
@@ -321,32 +314,21 @@ func (p *pub) stop(cause error) {
 		return
 	}
 	p.stopped = true
-	q := p.qbytes
-	p.queue, p.head, p.qbytes = nil, 0, 0
+	q := p.queue.reset()
 	p.mu.Unlock()
 	p.t.buffered.Add(-q)
 	p.cancel(cause)
 }
 
-// pop takes the next queued item, with its cost still charged.
+// pop takes the next queued item, valid until the next pop.
 func (p *pub) pop() ([]byte, bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.head == len(p.queue) {
-		return nil, false
+	b, ok, freed := p.queue.pop()
+	p.mu.Unlock()
+	if freed > 0 {
+		p.t.buffered.Add(-freed)
 	}
-	b := p.queue[p.head]
-	p.queue[p.head] = nil
-	p.head++
-	p.qbytes -= cost(b)
-	if p.head == len(p.queue) {
-		p.queue, p.head = p.queue[:0], 0
-	} else if p.head >= 1024 && p.head*2 >= len(p.queue) {
-		n := copy(p.queue, p.queue[p.head:])
-		clear(p.queue[n:])
-		p.queue, p.head = p.queue[:n], 0
-	}
-	return b, true
+	return b, ok
 }
 
 // kick disconnects the client whose buffer is full: once.
@@ -425,7 +407,9 @@ func (s *Server) forgetPubsLocked(c *conn.Conn) *pubTable {
 // registerSubscribe serves hawser.subscribe: the stream a client takes an
 // exported observable or future through.
 func (s *Server) registerSubscribe() {
-	r := &conn.Route{Stream: s.subscribe}
+	// A subscription cancelled before its handler ran still frees the
+	// publication it names.
+	r := &conn.Route{Stream: s.subscribe, RunCancelled: true}
 	s.routes[hawser.SubscribeID], s.names[hawser.SubscribeID] = r, hawser.SubscribeMethod
 	s.ids = append(s.ids, hawser.SubscribeID)
 }
@@ -465,16 +449,14 @@ func (s *Server) subscribe(ctx context.Context, req *conn.Request, ss *conn.Serv
 	}
 	for {
 		if b, ok := p.pop(); ok {
-			err := ss.Send(b)
-			t.buffered.Add(-cost(b))
-			if err != nil {
+			if err := ss.Send(b); err != nil {
 				return err
 			}
 			continue
 		}
 		select {
 		case <-p.ended:
-			if _, more := p.peek(); more {
+			if !p.isEmpty() {
 				continue
 			}
 			cause = nil
@@ -497,11 +479,8 @@ func (p *pub) result() error {
 	return p.err
 }
 
-func (p *pub) peek() ([]byte, bool) {
+func (p *pub) isEmpty() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.head == len(p.queue) {
-		return nil, false
-	}
-	return p.queue[p.head], true
+	return p.queue.empty()
 }
