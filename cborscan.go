@@ -279,7 +279,7 @@ func (s *scanner) structMap(p *plan, arg uint64, depth int) error {
 		default:
 			// fxamacker would decode such a key as a value (to look for
 			// duplicates) before refusing it.
-			return &syntaxError{off: at, msg: fmt.Sprintf("a %s as a field name of %v", majorNames[major], p.typ)}
+			return &syntaxError{off: at, msg: fmt.Sprintf("a field name of %v is a CBOR %s, not text or an integer", p.typ, majorNames[major])}
 		}
 		if field == nil {
 			err = s.skip(depth + 1)
