@@ -47,8 +47,9 @@ import (
 // that does not implement I, a tag inside a tag, untagged data for a
 // non-empty I — fails with a *TypeNotAllowedError before any part of the
 // value is built. Append refuses, in the same way, an unregistered
-// dynamic type at a non-empty interface position and an unregistered
-// struct in an any (which would arrive as a map).
+// dynamic type at a non-empty interface position, and an any holding an
+// unregistered struct or a slice, array or map of them (which would
+// arrive as maps).
 //
 // Every Decode error is a *DecodeError (errors.Is(err, ErrDecode)); the
 // cause is a *LimitError, a *TypeNotAllowedError, io.ErrUnexpectedEOF for

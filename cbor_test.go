@@ -444,11 +444,15 @@ func TestCBORAppendRefusals(t *testing.T) {
 	if _, err := c.Append(nil, testRecord{Extra: map[string]any{"deep": []any{&testStranger{}}}}); !errors.As(err, &tn) {
 		t.Fatalf("an unregistered struct deep in an any: %v", err)
 	}
+	if _, err := c.Append(nil, testRecord{Extra: map[string][]testStranger{"a": nil}}); !errors.As(err, &tn) {
+		t.Fatalf("unregistered structs in a map in an any: %v", err)
+	}
 	if _, err := c.Append(nil, testRecord{Shapes: []testShape{&testCircle{}, &testStranger{}}}); !errors.As(err, &tn) {
 		t.Fatalf("an unregistered shape in a slice: %v", err)
 	}
 	ok := []testRecord{
 		{Extra: map[string]any{"t": time.Now(), "b": big.NewInt(3), "c": testCircle{}, "n": nil}},
+		{Extra: map[string][]*testCircle{"a": {{R: 1}}}},
 		{Extra: &testCircle{R: 1}},
 		{Shape: (*testCircle)(nil)}, // a typed nil pointer: encoded as null
 	}
@@ -930,6 +934,9 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
+// testSelfPointer is a pointer to itself: plans must still end.
+type testSelfPointer *testSelfPointer
+
 // Interfaces in types that cannot reach one get no scan; recursive types
 // settle.
 func TestCBORPlanDynamic(t *testing.T) {
@@ -953,6 +960,7 @@ func TestCBORPlanDynamic(t *testing.T) {
 		reflect.TypeFor[cbor.Tag]():                true,
 		reflect.TypeFor[struct{ T cbor.Tag }]():    true,
 		reflect.TypeFor[struct{ R cbor.RawTag }](): false,
+		reflect.TypeFor[testSelfPointer]():         false,
 	} {
 		if got := planFor(typ).dynamic; got != want {
 			t.Errorf("%v: dynamic %v", typ, got)

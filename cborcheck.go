@@ -5,8 +5,9 @@ import "reflect"
 // checkValue is Append's half of the allowlist: it walks v, of p's type,
 // along its interface positions and refuses what the peer would refuse or
 // could not decode to the same type: at a non-empty interface, a dynamic
-// type that is not registered; at an any, an unregistered struct (other
-// than time.Time and big.Int), which would arrive as a map. It descends
+// type that is not registered; at an any, a dynamic type that is not
+// registered and is, or holds, an unregistered struct (other than
+// time.Time and big.Int), which would arrive as a map. It descends
 // at most maxDepth structs, slices and maps deep (a cyclic value would
 // have no end).
 func checkValue(v reflect.Value, p *plan, reg *registeredTypes, maxDepth int) error {
@@ -23,11 +24,17 @@ func (c *valueChecker) check(v reflect.Value, p *plan, depth int) error {
 	if !p.dynamic {
 		return nil
 	}
-	for v.Kind() == reflect.Pointer {
+	for range maxPointers {
+		if v.Kind() != reflect.Pointer {
+			break
+		}
 		if v.IsNil() {
 			return nil
 		}
 		v = v.Elem()
+	}
+	if v.Kind() == reflect.Pointer {
+		return nil // type P *P: fxamacker's to refuse
 	}
 	switch p.kind {
 	case planAny, planIface:
@@ -35,14 +42,11 @@ func (c *valueChecker) check(v reflect.Value, p *plan, depth int) error {
 			return nil
 		}
 		d := v.Elem()
-		base := d.Type()
-		for base.Kind() == reflect.Pointer {
-			base = base.Elem()
-		}
+		base, _ := derefType(d.Type())
 		if _, ok := c.reg.byType[base]; ok {
 			return c.check(d, planFor(base), depth)
 		}
-		if p.kind == planIface || (base.Kind() == reflect.Struct && !opaqueStructs[base]) {
+		if p.kind == planIface || !c.plainType(d.Type(), maxPointers) {
 			return &TypeNotAllowedError{Interface: p.typ, Type: d.Type()}
 		}
 		return c.check(d, planFor(d.Type()), depth)
@@ -83,4 +87,24 @@ func (c *valueChecker) check(v reflect.Value, p *plan, depth int) error {
 		}
 	}
 	return nil
+}
+
+// plainType reports whether a value of type t, in an any, decodes as data
+// of the same shape: no struct in it but registered ones, time.Time and
+// big.Int (interfaces in it are checked on the value). budget bounds the
+// types it looks through, for types like "type L []L".
+func (c *valueChecker) plainType(t reflect.Type, budget int) bool {
+	if budget == 0 {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return c.plainType(t.Elem(), budget-1)
+	case reflect.Map:
+		return c.plainType(t.Key(), budget-1) && c.plainType(t.Elem(), budget-1)
+	case reflect.Struct:
+		_, registered := c.reg.byType[t]
+		return registered || opaqueStructs[t]
+	}
+	return true
 }

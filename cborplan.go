@@ -135,7 +135,12 @@ func (b *planBuilder) build(t reflect.Type) *plan {
 	}
 	if t.Kind() == reflect.Pointer {
 		// *X decodes as X does (fxamacker strips pointers), null aside.
-		p := b.build(t.Elem())
+		var p *plan
+		if elem, ok := derefType(t); ok {
+			p = b.build(elem)
+		} else {
+			p = &plan{typ: t} // type P *P: nothing to look at
+		}
 		b.plans[t] = p
 		return p
 	}
@@ -214,6 +219,21 @@ func (b *planBuilder) buildStruct(p *plan, t reflect.Type) {
 	}
 }
 
+// maxPointers bounds the pointer levels derefType and checkValue strip:
+// beyond it only a type like "type P *P" goes on.
+const maxPointers = 16
+
+// derefType strips t's pointers; false if more than maxPointers remain.
+func derefType(t reflect.Type) (reflect.Type, bool) {
+	for range maxPointers {
+		if t.Kind() != reflect.Pointer {
+			return t, true
+		}
+		t = t.Elem()
+	}
+	return t, t.Kind() != reflect.Pointer
+}
+
 // structField is one field as the CBOR codec sees it.
 type structField struct {
 	name      string
@@ -251,10 +271,7 @@ func structFields(t reflect.Type) (fields []*structField, opts string) {
 		for _, e := range level {
 			for i := range e.typ.NumField() {
 				f := e.typ.Field(i)
-				ft := f.Type
-				for ft.Kind() == reflect.Pointer {
-					ft = ft.Elem()
-				}
+				ft, _ := derefType(f.Type)
 				if !f.IsExported() && !(f.Anonymous && ft.Kind() == reflect.Struct) {
 					continue
 				}
