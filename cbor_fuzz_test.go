@@ -87,7 +87,7 @@ func checkDecodeError(t *testing.T, err, scanErr error) {
 		allow  *TypeNotAllowedError
 		syntax *syntaxError
 	)
-	if !errors.As(scanErr, &limit) && !errors.As(scanErr, &allow) && !errors.As(scanErr, &syntax) && scanErr != io.ErrUnexpectedEOF {
+	if !errors.As(scanErr, &limit) && !errors.As(scanErr, &allow) && !errors.As(scanErr, &syntax) && !errors.Is(scanErr, io.ErrUnexpectedEOF) {
 		t.Fatalf("untyped scan error %T: %v", scanErr, scanErr)
 	}
 }

@@ -843,6 +843,7 @@ func TestCBORPlanFieldsMatchEncoder(t *testing.T) {
 		Hidden  int `cbor:"-"`
 		private int
 	}
+	_ = withEmbedded{private: 1} // unexported: never a key
 	type shadowed struct {
 		Inner
 		A int // shadows Inner.A

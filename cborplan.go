@@ -272,7 +272,7 @@ func structFields(t reflect.Type) (fields []*structField, opts string) {
 			for i := range e.typ.NumField() {
 				f := e.typ.Field(i)
 				ft, _ := derefType(f.Type)
-				if !f.IsExported() && !(f.Anonymous && ft.Kind() == reflect.Struct) {
+				if !f.IsExported() && (!f.Anonymous || ft.Kind() != reflect.Struct) {
 					continue
 				}
 				tag := f.Tag.Get("cbor")
