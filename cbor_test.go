@@ -968,3 +968,42 @@ func TestCBORPlanDynamic(t *testing.T) {
 		}
 	}
 }
+
+// Codecs are used from many goroutines while types are still being
+// registered (the race detector checks the registry and the plan cache).
+type testConcurrent struct{ V int }
+
+func (c *testConcurrent) Area() float64 { return 0 }
+
+var concurrentOnce sync.Once
+
+func TestCBORConcurrentUse(t *testing.T) {
+	c := NewCBOR[testRecord]()
+	b := mustAppend(t, c, sampleRecord())
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				v, err := c.Decode(b)
+				if err == nil {
+					_, err = c.Append(nil, v)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	concurrentOnce.Do(func() { RegisterType[testConcurrent](0x48770020) })
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	v, err := c.Decode(mustAppend(t, c, testRecord{Shape: &testConcurrent{V: 1}}))
+	if err != nil || v.Shape.(*testConcurrent).V != 1 {
+		t.Fatalf("%+v %v", v, err)
+	}
+}
