@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"sync/atomic"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -14,8 +15,8 @@ import (
 // numbers, time.Time, []byte, pointers): CBOR (RFC 8949) through
 // github.com/fxamacker/cbor/v2. It is what CodecFor picks for a type that
 // is neither []byte nor implements the encoding Binary interfaces, so a
-// method's messages need no hand-written encoding. PROTOCOL.md §8 ("Values:
-// CBOR") is the wire form.
+// method's messages need no hand-written encoding. The wire form is in
+// PROTOCOL.md, section "8. Values: CBOR".
 //
 // Encoding is deterministic (RFC 8949 §4.2.1, core deterministic): the
 // same value gives the same bytes, map keys and struct fields sorted,
@@ -41,8 +42,8 @@ import (
 // uint64 (int64 if negative; big.Int below the int64 range), float64,
 // string, []byte, []any, map[any]any, time.Time (tags 0 and 1) and
 // big.Int (tags 2 and 3). Plain data is admitted there because those
-// types are a closed set the peer cannot extend, with no methods of the
-// program's that decoding would run, held to the same limits. Anything
+// types are a closed set the peer cannot extend, decoding them runs none
+// of the program's code, and they are held to the same limits. Anything
 // else at an interface position — an unregistered tag, a registered type
 // that does not implement I, a tag inside a tag, untagged data for a
 // non-empty I — fails with a *TypeNotAllowedError before any part of the
@@ -53,14 +54,15 @@ import (
 //
 // Every Decode error is a *DecodeError (errors.Is(err, ErrDecode)); the
 // cause is a *LimitError, a *TypeNotAllowedError, io.ErrUnexpectedEOF for
-// truncated input, or fxamacker's error. A type that implements
-// cbor.Unmarshaler decodes itself from one well-formed data item within
-// the limits and must treat it as hostile: hawser does not look inside.
+// truncated input, an error describing malformed input or a type mismatch
+// (hawser's scan's or fxamacker's), or a cbor.Unmarshaler's. A type that
+// implements cbor.Unmarshaler decodes itself from one well-formed data
+// item within the limits and must treat it as hostile: hawser does not
+// look inside.
 //
 // The zero CBOR is not usable; make one with NewCBOR or NewCBORWith.
 type CBOR[T any] struct {
-	enc     cbor.UserBufferEncMode
-	dec     cbor.DecMode
+	dec     *cborDecModes
 	maxSize int
 	lim     cborLimits
 	plan    *plan // T's plan if an interface position is reachable in T; else nil
@@ -169,7 +171,7 @@ func NewCBORWith[T any](opts CBOROptions) (CBOR[T], error) {
 	if err != nil {
 		return CBOR[T]{}, err
 	}
-	dec, err := cbor.DecOptions{
+	dec := &cborDecModes{opts: cbor.DecOptions{
 		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
 		IndefLength:       cbor.IndefLengthForbidden,
 		UTF8:              cbor.UTF8RejectInvalid,
@@ -178,12 +180,11 @@ func NewCBORWith[T any](opts CBOROptions) (CBOR[T], error) {
 		MaxNestedLevels:   o.MaxNestedLevels,
 		MaxArrayElements:  o.MaxArrayElements,
 		MaxMapPairs:       o.MaxMapPairs,
-	}.DecModeWithSharedTags(cborTags)
-	if err != nil {
+	}}
+	if _, err := dec.mode(typeTable()); err != nil {
 		return CBOR[T]{}, fmt.Errorf("hawser: CBOR decoding options: %w", err)
 	}
 	c := CBOR[T]{
-		enc:     cborEnc,
 		dec:     dec,
 		maxSize: o.MaxSize,
 		lim:     cborLimits{depth: o.MaxNestedLevels, array: o.MaxArrayElements, pairs: o.MaxMapPairs},
@@ -194,30 +195,56 @@ func NewCBORWith[T any](opts CBOROptions) (CBOR[T], error) {
 	return c, nil
 }
 
-var (
-	cborEnc          cbor.UserBufferEncMode
-	cborSimpleValues *cbor.SimpleValueRegistry
-)
+// cborDecModes is a codec's decoding mode over the registry's latest
+// snapshot, built again when a type is registered. Copies of a CBOR share
+// it.
+type cborDecModes struct {
+	opts cbor.DecOptions
+	cur  atomic.Pointer[cborDecMode]
+}
 
-func init() {
-	opts := cbor.CoreDetEncOptions() // sorted keys, shortest forms, definite lengths
-	opts.Time = cbor.TimeRFC3339Nano
-	var err error
-	if cborEnc, err = opts.UserBufferEncModeWithSharedTags(cborTags); err != nil {
-		panic(err)
+type cborDecMode struct {
+	reg *registeredTypes
+	dm  cbor.DecMode
+}
+
+func (m *cborDecModes) mode(reg *registeredTypes) (cbor.DecMode, error) {
+	if cur := m.cur.Load(); cur != nil && cur.reg == reg {
+		return cur.dm, nil
 	}
-	// Of the simple values, only false, true, null and undefined (20 to
-	// 23) decode; the others have no Go value but cbor.SimpleValue.
+	dm, err := m.opts.DecModeWithTags(reg.tags)
+	if err != nil {
+		return nil, err
+	}
+	m.cur.Store(&cborDecMode{reg: reg, dm: dm})
+	return dm, nil
+}
+
+// cborEncOptions are the encoding options of every CBOR codec: core
+// deterministic (sorted keys, shortest forms, definite lengths), times as
+// RFC 3339 text with nanoseconds.
+func cborEncOptions() cbor.EncOptions {
+	opts := cbor.CoreDetEncOptions()
+	opts.Time = cbor.TimeRFC3339Nano
+	return opts
+}
+
+// cborSimpleValues: of the simple values, only false, true, null and
+// undefined (20 to 23) decode; the others have no Go value but
+// cbor.SimpleValue.
+var cborSimpleValues = func() *cbor.SimpleValueRegistry {
 	var reject []func(*cbor.SimpleValueRegistry) error
 	for sv := range 256 {
 		if sv < 20 || sv > 31 {
 			reject = append(reject, cbor.WithRejectedSimpleValue(cbor.SimpleValue(sv)))
 		}
 	}
-	if cborSimpleValues, err = cbor.NewSimpleValueRegistryFromDefaults(reject...); err != nil {
+	r, err := cbor.NewSimpleValueRegistryFromDefaults(reject...)
+	if err != nil {
 		panic(err)
 	}
-}
+	return r
+}()
 
 // Append appends the CBOR encoding of v to dst. It fails with a
 // *TypeNotAllowedError for an interface value the peer would refuse or
@@ -226,13 +253,14 @@ func init() {
 // the peer would refuse; a cyclic value is one); and with fxamacker's
 // error for a value CBOR cannot hold (a channel, a function).
 func (c CBOR[T]) Append(dst []byte, v T) ([]byte, error) {
+	reg := typeTable()
 	if c.plan != nil {
-		if err := checkValue(reflect.ValueOf(&v).Elem(), c.plan, typeTable(), c.lim.depth); err != nil {
+		if err := checkValue(reflect.ValueOf(&v).Elem(), c.plan, reg, c.lim.depth); err != nil {
 			return dst, err
 		}
 	}
 	buf := bytes.NewBuffer(dst)
-	if err := c.enc.MarshalToBuffer(v, buf); err != nil {
+	if err := reg.enc.MarshalToBuffer(v, buf); err != nil {
 		return dst, err
 	}
 	return buf.Bytes(), nil
@@ -245,12 +273,17 @@ func (c CBOR[T]) Decode(b []byte) (T, error) {
 	if len(b) > c.maxSize {
 		return v, c.decodeError(&LimitError{Limit: "MaxSize", Max: c.maxSize})
 	}
+	reg := typeTable()
 	if c.plan != nil {
-		if err := scanCBOR(b, c.plan, c.lim); err != nil {
+		if err := scanCBOR(b, c.plan, c.lim, reg); err != nil {
 			return v, c.decodeError(err)
 		}
 	}
-	if err := c.dec.Unmarshal(b, &v); err != nil {
+	dm, err := c.dec.mode(reg)
+	if err != nil {
+		return v, c.decodeError(err)
+	}
+	if err := dm.Unmarshal(b, &v); err != nil {
 		var zero T
 		return zero, c.decodeError(err)
 	}

@@ -39,7 +39,7 @@ func FuzzCBORDecode(f *testing.F) {
 		f.Fatal("testRecord has interface fields but no plan")
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		scanErr := scanCBOR(b, c.plan, c.lim)
+		scanErr := scanCBOR(b, c.plan, c.lim, typeTable())
 		v, err := c.Decode(b)
 		if err != nil {
 			checkDecodeError(t, err, scanErr)
@@ -105,7 +105,7 @@ func cborSeeds(t testing.TB) []cborSeed {
 	c := NewCBOR[testRecord]()
 	circle := map[string]float64{"R": 1}
 	sorted := func(v any) []byte { // hostile inputs, but deterministic bytes
-		b, err := cborEnc.Marshal(v)
+		b, err := typeTable().enc.Marshal(v)
 		if err != nil {
 			t.Fatal(err)
 		}

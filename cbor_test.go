@@ -202,8 +202,8 @@ func TestCBORTimeKeepsInstantAndOffset(t *testing.T) {
 	}
 }
 
-// The wire form of the deterministic options, byte for byte (PROTOCOL.md
-// §8): sorted keys (shorter first), shortest integers and floats, RFC 3339
+// The wire form of the deterministic options, byte for byte (PROTOCOL.md,
+// "8. Values: CBOR"): sorted keys (shorter first), shortest integers and floats, RFC 3339
 // times, null for nil, a registered type as its tag.
 func TestCBORDeterministicBytes(t *testing.T) {
 	type small struct {
@@ -887,7 +887,7 @@ func TestCBORPlanFieldsMatchEncoder(t *testing.T) {
 	} {
 		v := reflect.New(typ).Elem()
 		fill(v)
-		b, err := cborEnc.Marshal(v.Interface())
+		b, err := typeTable().enc.Marshal(v.Interface())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,11 +17,11 @@ import (
 // Every length is checked against the bytes left before it is used, and
 // every array or map header against the limits before its elements are
 // looked at; recursion is bounded by lim.depth.
-func scanCBOR(data []byte, p *plan, lim cborLimits) error {
+func scanCBOR(data []byte, p *plan, lim cborLimits, reg *registeredTypes) error {
 	if len(data) == 0 {
 		return io.ErrUnexpectedEOF
 	}
-	s := scanner{data: data, lim: lim, reg: typeTable()}
+	s := scanner{data: data, lim: lim, reg: reg}
 	if err := s.value(p, 0); err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ import (
 // The CBOR tag numbers hawser keeps for its own types (observables,
 // futures and other handles that travel inside values and encode
 // themselves): RegisterType refuses them. "hw" is 0x6877; the range lies in
-// IANA's first-come-first-served space (PROTOCOL.md §8, "Values: CBOR").
+// IANA's first-come-first-served space (PROTOCOL.md, "8. Values: CBOR").
 const (
 	ReservedTagMin uint64 = 0x68770000
 	ReservedTagMax uint64 = 0x687700FF
@@ -117,15 +117,14 @@ func RegisterType[C any](tag uint64) {
 	registerType(reflect.TypeFor[C](), tag)
 }
 
-// cborTags is the tag set every CBOR codec's encoding and decoding modes
-// share, so that a type registered after a codec was made (a method
-// declared in a package's var block, the type registered in its init)
-// still encodes with its tag.
-var cborTags = cbor.NewTagSet()
-
 // typeRegistry: registrations are serialized by mu; the snapshot is
 // replaced, never changed, so that Decode and Append read it with one
-// atomic load.
+// atomic load. Each snapshot has its own tag set and encoding mode (and
+// each codec builds its decoding mode over a snapshot's tags once), so
+// that a type registered after a codec was made (a method declared in a
+// package's var block, the type registered in its init) encodes and
+// decodes with its tag, without the lock fxamacker's shared tag sets take
+// on every value.
 var typeRegistry struct {
 	mu   sync.Mutex
 	snap atomic.Pointer[registeredTypes]
@@ -134,6 +133,24 @@ var typeRegistry struct {
 type registeredTypes struct {
 	byTag  map[uint64]reflect.Type
 	byType map[reflect.Type]uint64
+	tags   cbor.TagSet
+	enc    cbor.UserBufferEncMode
+}
+
+// newRegisteredTypes returns the snapshot of the types in byTag; it fails
+// if fxamacker refuses one.
+func newRegisteredTypes(byTag map[uint64]reflect.Type) (*registeredTypes, error) {
+	r := &registeredTypes{byTag: byTag, byType: make(map[reflect.Type]uint64, len(byTag)), tags: cbor.NewTagSet()}
+	opts := cbor.TagOptions{EncTag: cbor.EncTagRequired, DecTag: cbor.DecTagRequired}
+	for tag, t := range byTag {
+		r.byType[t] = tag
+		if err := r.tags.Add(opts, t, tag); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	r.enc, err = cborEncOptions().UserBufferEncModeWithTags(r.tags)
+	return r, err
 }
 
 var builtinTypes = map[reflect.Type]bool{
@@ -165,16 +182,15 @@ func registerType(t reflect.Type, tag uint64) {
 	if n, dup := old.byType[t]; dup {
 		panic(fmt.Sprintf("hawser: RegisterType: %v registered twice (tags %d, %d)", t, n, tag))
 	}
-	opts := cbor.TagOptions{EncTag: cbor.EncTagRequired, DecTag: cbor.DecTagRequired}
-	if err := cborTags.Add(opts, t, tag); err != nil {
+	byTag := maps.Clone(old.byTag)
+	if byTag == nil {
+		byTag = map[uint64]reflect.Type{}
+	}
+	byTag[tag] = t
+	next, err := newRegisteredTypes(byTag)
+	if err != nil {
 		panic("hawser: RegisterType: " + err.Error())
 	}
-	next := &registeredTypes{byTag: maps.Clone(old.byTag), byType: maps.Clone(old.byType)}
-	if next.byTag == nil {
-		next.byTag, next.byType = map[uint64]reflect.Type{}, map[reflect.Type]uint64{}
-	}
-	next.byTag[tag] = t
-	next.byType[t] = tag
 	typeRegistry.snap.Store(next)
 }
 
@@ -183,7 +199,13 @@ func typeTable() *registeredTypes {
 	if r := typeRegistry.snap.Load(); r != nil {
 		return r
 	}
-	return &noTypes
+	return noTypes
 }
 
-var noTypes registeredTypes
+var noTypes = func() *registeredTypes {
+	r, err := newRegisteredTypes(nil)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}()
