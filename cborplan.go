@@ -36,12 +36,24 @@ type plan struct {
 	byInt       map[int64]*plan
 	arrayFields []*plan
 	fields      []planField // every field, for checking values (cborcheck.go)
-	toArray     bool
+	// dynNames: the fields of byName whose plans are dynamic, for a linear
+	// search when there are few (set when the plan is published).
+	dynNames []namedPlan
+	toArray  bool
 	// broken: fxamacker refuses to decode the struct type at all (a bad
 	// keyasint name, both toarray and toindefarray), so its fields are
 	// not listed and its input is only skipped.
 	broken bool
 }
+
+type namedPlan struct {
+	name string
+	p    *plan
+}
+
+// maxLinearFields: up to this many dynamic fields, the scan finds a key
+// by comparing it with each name (cheaper than hashing it).
+const maxLinearFields = 8
 
 type planField struct {
 	idx []int // reflect index path
@@ -90,6 +102,13 @@ func planFor(t reflect.Type) *plan {
 		for _, q := range b.order {
 			if !q.dynamic && q.childDynamic() {
 				q.dynamic, changed = true, true
+			}
+		}
+	}
+	for _, q := range b.order {
+		for name, f := range q.byName {
+			if f.dynamic {
+				q.dynNames = append(q.dynNames, namedPlan{name, f})
 			}
 		}
 	}

@@ -265,7 +265,7 @@ func (s *scanner) structMap(p *plan, arg uint64, depth int) error {
 				return io.ErrUnexpectedEOF
 			}
 			if major == majorText {
-				field = p.byName[string(s.data[s.off:s.off+int(karg)])]
+				field = p.fieldByName(s.data[s.off : s.off+int(karg)])
 			} // a byte string never names a field (FieldNameByteStringForbidden)
 			s.off += int(karg)
 		case majorUint:
@@ -337,4 +337,18 @@ func (s *scanner) dynamic(p *plan, major, ai byte, arg uint64, depth int) error 
 		return &TypeNotAllowedError{Interface: p.typ, Tag: arg, Tagged: true, Nested: true, Type: t}
 	}
 	return s.value(planFor(t), depth)
+}
+
+// fieldByName returns the plan of the field named key if it is dynamic
+// (nil: skip the value), or, with many dynamic fields, whatever its plan.
+func (p *plan) fieldByName(key []byte) *plan {
+	if len(p.dynNames) > maxLinearFields {
+		return p.byName[string(key)]
+	}
+	for _, f := range p.dynNames {
+		if f.name == string(key) {
+			return f.p
+		}
+	}
+	return nil
 }
