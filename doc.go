@@ -1,8 +1,9 @@
 // Package hawser is the typed, user-facing face of the hawser RPC fabric:
 // one definition of a method or stream shared by client and server
-// (NewMethod, NewStream), payload codecs (raw []byte and the encoding
-// Binary interfaces), call options, and the two error families every call
-// can return.
+// (NewMethod, NewStream), payload codecs (raw []byte, the encoding Binary
+// interfaces, and CBOR for other types, with an allowlist of the types
+// that may be decoded at interface positions: RegisterType), call
+// options, and the two error families every call can return.
 //
 // Errors: a *TransportError (errors.Is(err, ErrTransport)) means the call's
 // connection failed, so the call may or may not have run; a *RemoteError
