@@ -16,7 +16,7 @@ import (
 // github.com/fxamacker/cbor/v2. It is what CodecFor picks for a type that
 // is neither []byte nor implements the encoding Binary interfaces, so a
 // method's messages need no hand-written encoding. The wire form is in
-// PROTOCOL.md, section "8. Values: CBOR".
+// PROTOCOL.md, section "§11 Values: CBOR".
 //
 // Encoding is deterministic (RFC 8949 §4.2.1, core deterministic): the
 // same value gives the same bytes, map keys and struct fields sorted,

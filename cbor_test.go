@@ -203,7 +203,7 @@ func TestCBORTimeKeepsInstantAndOffset(t *testing.T) {
 }
 
 // The wire form of the deterministic options, byte for byte (PROTOCOL.md,
-// "8. Values: CBOR"): sorted keys (shorter first), shortest integers and floats, RFC 3339
+// "§11 Values: CBOR"): sorted keys (shorter first), shortest integers and floats, RFC 3339
 // times, null for nil, a registered type as its tag.
 func TestCBORDeterministicBytes(t *testing.T) {
 	type small struct {

@@ -17,7 +17,7 @@ import (
 // The CBOR tag numbers hawser keeps for its own types (observables,
 // futures and other handles that travel inside values and encode
 // themselves): RegisterType refuses them. "hw" is 0x6877; the range lies in
-// IANA's first-come-first-served space (PROTOCOL.md, "8. Values: CBOR").
+// IANA's first-come-first-served space (PROTOCOL.md, "§11 Values: CBOR").
 const (
 	ReservedTagMin uint64 = 0x68770000
 	ReservedTagMax uint64 = 0x687700FF

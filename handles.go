@@ -10,7 +10,7 @@ import (
 
 // A handle is an Observable or a Future: a value that travels as a
 // reference to a stream of the connection that carried it (PROTOCOL.md
-// §5.5). The server exports it (registers its producer with the
+// §12). The server exports it (registers its producer with the
 // connection); the client binds it (subscribes to that stream).
 type handle interface {
 	export(ex Exporter) (uint64, error)

@@ -18,7 +18,7 @@ import (
 
 // SubscribeMethod is the stream method a client subscribes to an exported
 // observable or future with; its request is the uvarint ID from the
-// handle's reference (PROTOCOL.md §5.5). It needs no permission: IDs are
+// handle's reference (PROTOCOL.md §12). It needs no permission: IDs are
 // per connection, and the method that returned the handle was checked.
 const SubscribeMethod = "hawser.subscribe"
 

@@ -13,7 +13,7 @@ import (
 )
 
 // ObservableConfig bounds what one client connection's observables and
-// futures may hold on the server (PROTOCOL.md §5.5).
+// futures may hold on the server (PROTOCOL.md §12).
 type ObservableConfig struct {
 	// BufferBytes bounds, per connection, the items that producers of
 	// OverflowKick observables and futures have made and the connection
