@@ -53,10 +53,11 @@ type Method[Req, Resp any] struct {
 }
 
 // NewMethod defines a unary method. The wire names it by the xxhash64 of
-// name, so keep names stable. Req and Resp must be []byte or implement the
-// encoding Binary interfaces (see CodecFor); otherwise NewMethod panics,
-// since a method definition is a package-level declaration: use
-// NewMethodCodec for other types.
+// name, so keep names stable. Req and Resp get CodecFor's codec: []byte as
+// it is, the encoding Binary interfaces, or CBOR for any other type (whose
+// values may then hold observables and futures). A type with only some of
+// the Binary interfaces makes NewMethod panic, since a method definition is
+// a package-level declaration: use NewMethodCodec to choose codecs.
 func NewMethod[Req, Resp any](name string, opts ...MethodOption) *Method[Req, Resp] {
 	rc, err := CodecFor[Req]()
 	if err != nil {
