@@ -24,6 +24,7 @@ type Server struct {
 	pool   *workers.Pool
 	ccfg   *conn.Config // resolved once by New (the certificate files are read there)
 	adm    *admission
+	dedup  *dedupTable // the request-ID table (dedup.go); nil when off
 
 	mu        sync.Mutex
 	started   bool
@@ -73,6 +74,7 @@ func New(cfg Config) (*Server, error) {
 	s.pool = workers.New(workers.Config{Max: cfg.MaxWorkers, Queue: cfg.QueueSize})
 	s.adm = newAdmission(cfg.admission())
 	s.registerBuiltins()
+	s.startDedup()
 	return s, nil
 }
 
@@ -92,7 +94,7 @@ func (s *Server) register(name string, id uint64, r *conn.Route) error {
 		}
 		return fmt.Errorf("server: %q and %q have the same method ID %#x: rename one", name, other, id)
 	}
-	s.routes[id], s.names[id] = s.guard(name, r), name
+	s.routes[id], s.names[id] = s.guard(name, s.dedupRoute(id, r)), name
 	s.ids = append(s.ids, id)
 	return nil
 }
