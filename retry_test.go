@@ -121,12 +121,11 @@ func TestAllContinuesAfterResubscribed(t *testing.T) {
 	}
 	var got []string
 	for it, err := range sr.All() {
-		switch {
-		case err == nil:
-			got = append(got, string(it))
-		default:
+		if err != nil {
 			got = append(got, "err:"+err.Error())
+			continue
 		}
+		got = append(got, string(it))
 	}
 	want := []string{"a", "err:" + ErrResubscribed.Error(), "b", "err:boom"}
 	if len(got) != len(want) {

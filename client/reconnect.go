@@ -424,7 +424,8 @@ func (r *Reconnecting) install(l *link) {
 	l.gen = r.gen
 	r.cur = l
 	select {
-	case <-r.kick: // a report about the previous connection
+	case stale := <-r.kick:
+		_ = stale // a report about the previous connection: dropped
 	default:
 	}
 	close(r.changed)

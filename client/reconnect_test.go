@@ -812,3 +812,28 @@ func TestReconnectShutdownMovesStream(t *testing.T) {
 		t.Fatalf("the first item after the marker: %v, %v", it, err)
 	}
 }
+
+// The request-ID table is per user: one ID used by two users is two
+// calls; each user's repeat gets that user's outcome.
+func TestRequestIDPerUser(t *testing.T) {
+	h := newRCHandlers(true)
+	n := newRestartNode(t, service(t, auth.LoginLimit{}, users...), func(srv *server.Server) { h.register(t, srv) })
+	id := hawser.NewRequestID()
+	for _, u := range [][2]string{{"admin", "a"}, {"flows", "f"}, {"admin", "a"}, {"flows", "f"}} {
+		c, err := client.Start(context.Background(), n.addr(), u[0], u[1], client.WithPinnedCertificate(testCert(t).CertPEM))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := rcFlow.Start(context.Background(), c, &u64{2}, hawser.WithRequestID(id))
+		_ = c.Close()
+		if err != nil || out.V != 3 {
+			t.Fatalf("%s: %v, %v", u[0], out, err)
+		}
+	}
+	if runs := h.ran("rc.transfer", 2); runs != 2 {
+		t.Fatalf("the flow ran %d times, want once per user", runs)
+	}
+	if st := n.server().DedupStats(); st.Hits != 2 || st.Entries != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
