@@ -12,6 +12,12 @@
 // that errors.Is works on sentinels registered with RegisterError on both
 // sides.
 //
+// Retry rules (retry.go): a definition declared Idempotent, a stream
+// declared Resubscribable, and a call that carries a RequestID (which a
+// server deduplicates) tell a reconnecting client (client.Reconnecting)
+// what it may send again after a lost connection; a call it may not send
+// again fails with an error matching ErrMaybeExecuted.
+//
 // The wire format is in package codec and PROTOCOL.md; connections in conn;
 // the server in server; the client side toward many peers in pool.
 package hawser

@@ -69,13 +69,15 @@ func (e *VersionError) Is(target error) bool { return target == ErrUnsupported }
 // (server.RegisterFlow). A client RPC user needs StartFlow.<name>,
 // InvokeRpc.startFlow or ALL.
 type Flow[Req, Resp any] struct {
-	name  string
-	req   Codec[Req]
-	resp  Codec[Resp]
-	since uint32
+	name       string
+	req        Codec[Req]
+	resp       Codec[Resp]
+	since      uint32
+	idempotent bool
 }
 
-// NewFlow defines a flow; see NewMethod for the codecs. Options: Since.
+// NewFlow defines a flow; see NewMethod for the codecs. Options: Since,
+// Idempotent (a flow is not, by default).
 func NewFlow[Req, Resp any](name string, opts ...MethodOption) *Flow[Req, Resp] {
 	rc, err := CodecFor[Req]()
 	if err != nil {
@@ -92,7 +94,7 @@ func NewFlow[Req, Resp any](name string, opts ...MethodOption) *Flow[Req, Resp] 
 	for _, f := range opts {
 		f(&o)
 	}
-	return &Flow[Req, Resp]{name: name, req: rc, resp: pc, since: o.since}
+	return &Flow[Req, Resp]{name: name, req: rc, resp: pc, since: o.since, idempotent: o.idempotent}
 }
 
 const maxFlowName = 1024
@@ -111,6 +113,9 @@ func (f *Flow[Req, Resp]) Start(ctx context.Context, c Caller, req Req, opts ...
 	payload, err := f.req.Append(payload, req)
 	if err != nil {
 		return zero, fmt.Errorf("hawser: encoding flow %s request: %w", f.name, err)
+	}
+	if f.idempotent {
+		opts = append(opts, IdempotentCall())
 	}
 	out, err := c.Call(ctx, startFlowID, payload, opts...)
 	if err != nil {

@@ -34,8 +34,10 @@ type Sender[T any] interface {
 type MethodOption func(*methodOptions)
 
 type methodOptions struct {
-	urgent bool
-	since  uint32 // Since: the platform version the method needs
+	urgent         bool
+	since          uint32 // Since: the platform version the method needs
+	idempotent     bool   // Idempotent (retry.go)
+	resubscribable bool   // Resubscribable (retry.go)
 }
 
 // UrgentMethod makes every call of the method urgent (see Urgent): for
@@ -102,6 +104,7 @@ func (m *Method[Req, Resp]) Call(ctx context.Context, c Caller, req Req, opts ..
 	if m.opts.urgent {
 		opts = append(opts, Urgent())
 	}
+	opts = m.opts.retryOptions(opts)
 	out, err := c.Call(ctx, m.id, payload, opts...)
 	if err != nil {
 		return zero, err
@@ -169,6 +172,7 @@ func (s *Stream[Req, Item]) Open(ctx context.Context, c Caller, req Req, opts ..
 	if err != nil {
 		return nil, fmt.Errorf("hawser: encoding %s request: %w", s.name, err)
 	}
+	opts = s.opts.retryOptions(opts)
 	raw, err := c.OpenStream(ctx, s.id, payload, opts...)
 	if err != nil {
 		return nil, err
@@ -215,7 +219,9 @@ func (r *StreamReader[Item]) Recv() (Item, error) {
 
 // All yields items until the stream ends. A failure is yielded once, with
 // the zero item, and ends the iteration; the normal end is not yielded.
-// Breaking out of the loop closes the stream.
+// ErrResubscribed (a reconnecting client re-opened the stream) is yielded
+// too, and the iteration continues. Breaking out of the loop closes the
+// stream.
 func (r *StreamReader[Item]) All() iter.Seq2[Item, error] {
 	return func(yield func(Item, error) bool) {
 		for {
@@ -223,7 +229,7 @@ func (r *StreamReader[Item]) All() iter.Seq2[Item, error] {
 			if errors.Is(err, io.EOF) {
 				return
 			}
-			if !yield(it, err) || err != nil {
+			if !yield(it, err) || (err != nil && !errors.Is(err, ErrResubscribed)) {
 				_ = r.raw.Close()
 				return
 			}

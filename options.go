@@ -9,6 +9,12 @@ type CallOptions struct {
 	Urgent bool
 	// Metadata travels with the call (trace context, caller identity).
 	Metadata codec.Metadata
+	// Idempotent, Resubscribable and RequestID are the call's retry rules
+	// (retry.go): what a reconnecting client may send again. Apply adds
+	// the RequestID to Metadata.
+	Idempotent     bool
+	Resubscribable bool
+	RequestID      RequestID
 }
 
 // CallOption changes one call.
@@ -32,6 +38,9 @@ func Apply(opts []CallOption) CallOptions {
 	o := new(CallOptions)
 	for _, f := range opts {
 		f(o)
+	}
+	if !o.RequestID.IsZero() {
+		o.Metadata = appendRequestID(o.Metadata, o.RequestID)
 	}
 	return *o
 }

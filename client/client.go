@@ -21,7 +21,7 @@ import (
 // DefaultPort is the client RPC port (client-rpc-port).
 const DefaultPort = 7912
 
-// options collects the Options of Start.
+// options collects the Options of Start and StartReconnecting.
 type options struct {
 	tls         *tls.Config
 	plaintext   bool
@@ -33,9 +33,10 @@ type options struct {
 	tune        func(*conn.Config)
 	callSites   bool
 	err         error
+	reconnect   reconnectOptions // StartReconnecting's only (reconnect.go)
 }
 
-// Option configures Start.
+// Option configures Start and StartReconnecting.
 type Option func(*options)
 
 // WithTLS speaks TLS with cfg, which must verify the server (RootCAs and
@@ -129,23 +130,43 @@ type Conn struct {
 // make one and reuse it; it is safe for concurrent use with many calls in
 // flight. ctx bounds the connect and login only. Close it when done.
 func Start(ctx context.Context, addr, username, password string, opts ...Option) (*Conn, error) {
+	o, err := resolve(opts)
+	if err != nil {
+		return nil, err
+	}
+	addr = withPort(addr)
+	if err := o.check(addr); err != nil {
+		return nil, err
+	}
+	return start(ctx, addr, username, password, &o)
+}
+
+// resolve applies opts over the defaults.
+func resolve(opts []Option) (options, error) {
 	o := options{timeout: DefaultTimeout}
 	for _, f := range opts {
 		f(&o)
 	}
-	if o.err != nil {
-		return nil, o.err
-	}
-	addr = withPort(addr)
+	return o, o.err
+}
+
+// check refuses options that no attempt to connect to addr could use.
+func (o *options) check(addr string) error {
 	if o.tls == nil && !o.plaintext {
-		return nil, errors.New("client: choose TLS (WithCA, WithPinnedCertificate, WithTLS) or Plaintext")
+		return errors.New("client: choose TLS (WithCA, WithPinnedCertificate, WithTLS) or Plaintext")
 	}
 	if o.tls != nil && o.plaintext {
-		return nil, errors.New("client: TLS and Plaintext options conflict")
+		return errors.New("client: TLS and Plaintext options conflict")
 	}
 	if o.plaintext && !o.insecure && !loopback(addr) {
-		return nil, fmt.Errorf("client: refusing to send a password in clear to %s, which is not a loopback address: use TLS, or InsecurePlaintext if the network is trusted", addr)
+		return fmt.Errorf("client: refusing to send a password in clear to %s, which is not a loopback address: use TLS, or InsecurePlaintext if the network is trusted", addr)
 	}
+	return nil
+}
+
+// start connects to addr (with its port) and logs in, with checked
+// options.
+func start(ctx context.Context, addr, username, password string, o *options) (*Conn, error) {
 	cfg := &conn.Config{}
 	if o.tune != nil {
 		o.tune(cfg)

@@ -14,6 +14,13 @@
 // password hash on the server), cheap to use, safe for many goroutines with
 // many calls in flight. Make one and reuse it.
 //
+// StartReconnecting returns a *Reconnecting instead (after Corda's
+// ReconnectingCordaRPCOps): a Caller that logs in again with backoff when
+// its connection is lost, sends a call again only when that cannot run it
+// twice (hawser.Idempotent, never sent, or a request ID the same server
+// still deduplicates; otherwise a *MaybeExecutedError), and re-opens
+// hawser.Resubscribable streams, whose readers get hawser.ErrResubscribed.
+//
 // Errors: a failure of the connection is a *hawser.TransportError
 // (hawser.ErrTransport, like Corda's RPCException); a refused login
 // matches hawser.ErrLoginFailed (the same for an unknown user and a wrong

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"time"
 
 	"github.com/hawser-rpc/hawser"
 	"github.com/hawser-rpc/hawser/auth"
@@ -67,4 +69,62 @@ func Example() {
 	// hello world from alice <nil>
 	// true
 	// true
+}
+
+// A reconnecting client across a restart of its node: the call made while
+// the node is down waits for the reconnect; an idempotent method's calls,
+// and a flow started with a request ID, may be sent again.
+func ExampleStartReconnecting() {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	get := hawser.NewMethod[[]byte, []byte]("kv.Get", hawser.Idempotent())
+	pay := hawser.NewFlow[[]byte, []byte]("pay") // not idempotent: never started twice
+
+	users, _ := auth.NewInMemory(auth.EncryptionNone, []auth.UserConfig{
+		{Username: "alice", Password: "wonderland", Permissions: []string{"ALL"}},
+	})
+	svc, _ := auth.New(auth.Config{Source: users, Logger: quiet})
+	cert, _ := devcert.SelfSigned("127.0.0.1")
+	serve := func(port int) *server.Server {
+		srv, err := server.New(server.Config{BindAddr: "127.0.0.1", Port: port, Auth: svc, Certificate: &cert.Cert, Logger: quiet})
+		if err != nil {
+			panic(err)
+		}
+		_ = server.Handle(srv, get, func(_ context.Context, k []byte) ([]byte, error) { return append([]byte("value of "), k...), nil })
+		_ = server.RegisterFlow(srv, pay, func(_ context.Context, b []byte) ([]byte, error) { return append([]byte("paid "), b...), nil })
+		go func() { _ = srv.Serve(context.Background()) }()
+		<-srv.Ready()
+		return srv
+	}
+	srv := serve(-1)
+	addr, port := srv.Addr().String(), srv.Addr().(*net.TCPAddr).Port
+
+	lost, back := make(chan error, 1), make(chan string, 1)
+	c, err := client.StartReconnecting(context.Background(), []string{addr}, "alice", "wonderland",
+		client.WithCA(cert.Pool(), "127.0.0.1"),
+		client.WithBackoff(client.Backoff{Initial: 10 * time.Millisecond, Max: time.Second}),
+		client.OnDisconnect(func(err error) { lost <- err }),
+		client.OnReconnect(func(addr string) { back <- addr }))
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	out, err := get.Call(context.Background(), c, []byte("a"))
+	fmt.Println(string(out), err)
+
+	_ = srv.Close() // the node restarts on the same address
+	fmt.Println("lost:", errors.Is(<-lost, hawser.ErrTransport))
+	srv = serve(port)
+	defer srv.Close()
+	fmt.Println("back at the same address:", <-back == addr)
+
+	out, err = get.Call(context.Background(), c, []byte("b"))
+	fmt.Println(string(out), err)
+	out, err = pay.Start(context.Background(), c, []byte("10"), hawser.WithRequestID(hawser.NewRequestID()))
+	fmt.Println(string(out), err)
+	// Output:
+	// value of a <nil>
+	// lost: true
+	// back at the same address: true
+	// value of b <nil>
+	// paid 10 <nil>
 }

@@ -80,6 +80,8 @@ type Conn struct {
 	activity    uint64                 // bumped when a call starts or ends
 	closeErr    error                  // why the connection closed; first wins
 	drained     chan struct{}          // closed when nothing is in flight and goingAway
+	peerAway    bool                   // the peer's GOAWAY arrived (away.go)
+	away        chan struct{}          // GoingAway's channel, made when first asked for
 
 	callSlots    atomic.Int32  // acceptor: calls in inflight holding a MaxCalls slot
 	npending     atomic.Int32  // dialer: len(pending), set under mu

@@ -439,6 +439,7 @@ func (c *Conn) onGoAway(f codec.Frame) error {
 	var failed []*call
 	c.mu.Lock()
 	c.goingAway = true
+	c.peerGoAwayLocked()
 	c.drainWatch.Store(true)
 	if f.Code != codec.CodeOK && c.closeErr == nil {
 		eb, _ := codec.ParseErrorBody(f.Body)

@@ -157,5 +157,10 @@ func (s *Server) startFlow(ctx context.Context, req *conn.Request) ([]byte, erro
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", hawser.ErrUnknownFlow, name)
 	}
+	if len(req.Metadata) > 0 && s.dedup != nil { // after the permission check: a refused start is not kept
+		return s.dedup.do(ctx, req, startFlowID, true, func(ctx context.Context, _ *conn.Request) ([]byte, error) {
+			return run(ctx, arg)
+		})
+	}
 	return run(ctx, arg)
 }

@@ -96,6 +96,12 @@ type Config struct {
 	// and leaves the Engine open.
 	Engine *conn.Engine
 
+	// Dedup bounds the request-ID table, which makes a unary call or a
+	// flow start that carries a request ID (hawser.WithRequestID) run at
+	// most once per user and method while its outcome is kept (dedup.go,
+	// PROTOCOL.md §5.4.1). On by default.
+	Dedup DedupConfig
+
 	// Conn tunes every accepted connection (limits, windows, keepalive,
 	// compression). Its TLS, ClusterKey, NodeID, AppVersion, Timeout,
 	// InactivityTimeout and Router are set from the fields above.

@@ -18,6 +18,11 @@
 // (conn.Router.Go). One connection's pool-mode calls run on at most
 // MaxWorkers/8 workers at once (conn.Config.PoolShare).
 //
+// A unary call or a flow start that carries a request ID
+// (hawser.WithRequestID) runs at most once per user and method while the
+// request-ID table keeps its outcome (dedup.go, Config.Dedup, PROTOCOL.md
+// §5.4.1); the table is in memory and does not survive a restart.
+//
 // A handler's panic fails only its own call (CodeInternal). A handler error
 // travels with its code, registered name and message (hawser.RegisterError)
 // and is re-created on the caller.

@@ -25,6 +25,7 @@ type Server struct {
 	pool   *workers.Pool
 	ccfg   *conn.Config // resolved once by New (the certificate files are read there)
 	adm    *admission
+	dedup  *dedupTable // the request-ID table (dedup.go); nil when off
 
 	mu        sync.Mutex
 	started   bool
@@ -82,6 +83,7 @@ func New(cfg Config) (*Server, error) {
 	s.adm = newAdmission(cfg.admission())
 	s.registerBuiltins()
 	s.registerSubscribe()
+	s.startDedup()
 	return s, nil
 }
 
@@ -101,7 +103,7 @@ func (s *Server) register(name string, id uint64, r *conn.Route) error {
 		}
 		return fmt.Errorf("server: %q and %q have the same method ID %#x: rename one", name, other, id)
 	}
-	s.routes[id], s.names[id] = s.guard(name, r), name
+	s.routes[id], s.names[id] = s.guard(name, s.dedupRoute(id, r)), name
 	s.ids = append(s.ids, id)
 	return nil
 }
