@@ -74,6 +74,7 @@ type Flow[Req, Resp any] struct {
 	resp       Codec[Resp]
 	since      uint32
 	idempotent bool
+	holds      bool // Resp may hold observables or futures
 }
 
 // NewFlow defines a flow; see NewMethod for the codecs. Options: Since,
@@ -94,7 +95,7 @@ func NewFlow[Req, Resp any](name string, opts ...MethodOption) *Flow[Req, Resp] 
 	for _, f := range opts {
 		f(&o)
 	}
-	return &Flow[Req, Resp]{name: name, req: rc, resp: pc, since: o.since, idempotent: o.idempotent}
+	return &Flow[Req, Resp]{name: name, req: rc, resp: pc, since: o.since, idempotent: o.idempotent, holds: holdsT[Resp]()}
 }
 
 const maxFlowName = 1024
@@ -125,7 +126,7 @@ func (f *Flow[Req, Resp]) Start(ctx context.Context, c Caller, req Req, opts ...
 	if err != nil {
 		return zero, fmt.Errorf("hawser: decoding flow %s result: %w", f.name, err)
 	}
-	if holdsT[Resp]() {
+	if f.holds {
 		if err := bindHandles(newBinder(ctx, c, f.name), &resp); err != nil {
 			return zero, err
 		}

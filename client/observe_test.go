@@ -319,8 +319,10 @@ func TestSlowObservableDoesNotStallOthers(t *testing.T) {
 	if n != 200000 {
 		t.Fatalf("B delivered %d items", n)
 	}
-	// A is stalled on its window, not finished.
-	if st := on.srv.Observables(); st.Subscriptions != 1 || st.Producers != 1 {
+	// A is stalled on its window, not finished. (B's producer goroutine
+	// may return just after its stream ended.)
+	waitFor(t, "B's producer to return", func() bool { return on.srv.Observables().Producers == 1 })
+	if st := on.srv.Observables(); st.Subscriptions != 1 || st.Claimed != 1 {
 		t.Fatalf("after B ended: %+v, want A alone", st)
 	}
 }

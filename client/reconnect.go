@@ -559,25 +559,33 @@ func (a *attempt) next(l *link) bool {
 // there is none and sending it again after a reconnect when that is safe
 // (see Reconnecting).
 func (r *Reconnecting) Call(ctx context.Context, method uint64, req []byte, opts ...hawser.CallOption) ([]byte, error) {
-	a := attempt{o: hawser.Apply(opts)}
+	return send(r, ctx, attempt{o: hawser.Apply(opts)}, func(c *Conn) ([]byte, error) {
+		return c.Call(ctx, method, req, opts...)
+	})
+}
+
+// send runs do on the current connection, and again on the next one after
+// a transport failure while the rules of Call allow it.
+func send[T any](r *Reconnecting, ctx context.Context, a attempt, do func(*Conn) (T, error)) (T, error) {
+	var zero T
 	var after uint64
 	var lastErr error
 	for {
 		l, err := r.await(ctx, after, nil)
 		if err != nil {
-			return nil, err
+			return zero, err
 		}
 		if !a.next(l) {
-			return nil, &MaybeExecutedError{Err: lastErr}
+			return zero, &MaybeExecutedError{Err: lastErr}
 		}
 		sentAt := time.Now()
-		out, err := l.c.Call(ctx, method, req, opts...)
+		out, err := do(l.c)
 		if err == nil || !errors.Is(err, hawser.ErrTransport) {
 			return out, err
 		}
 		r.lost(l.gen, err)
 		if !a.failed(l, err, sentAt) {
-			return nil, &MaybeExecutedError{Err: err}
+			return zero, &MaybeExecutedError{Err: err}
 		}
 		after, lastErr = l.gen, err
 	}
@@ -594,27 +602,9 @@ func (r *Reconnecting) OpenStream(ctx context.Context, method uint64, req []byte
 	if a.o.Resubscribable {
 		return r.openResubscribable(ctx, method, req, opts)
 	}
-	var after uint64
-	var lastErr error
-	for {
-		l, err := r.await(ctx, after, nil)
-		if err != nil {
-			return nil, err
-		}
-		if !a.next(l) {
-			return nil, &MaybeExecutedError{Err: lastErr}
-		}
-		sentAt := time.Now()
-		s, err := l.c.OpenStream(ctx, method, req, opts...)
-		if err == nil || !errors.Is(err, hawser.ErrTransport) {
-			return s, err
-		}
-		r.lost(l.gen, err)
-		if !a.failed(l, err, sentAt) {
-			return nil, &MaybeExecutedError{Err: err}
-		}
-		after, lastErr = l.gen, err
-	}
+	return send(r, ctx, a, func(c *Conn) (hawser.RawStream, error) {
+		return c.OpenStream(ctx, method, req, opts...)
+	})
 }
 
 // PlatformVersion is the platform version of the server of the current

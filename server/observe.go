@@ -397,7 +397,8 @@ func (t *pubTable) claim(id uint64, ss *conn.ServerStream) *pub {
 	return p
 }
 
-// forgetPubs frees a closed connection's publications (OnClose).
+// forgetPubsLocked takes a closed connection's table out of s.pubs
+// (OnClose, s.mu held); the caller closes it.
 func (s *Server) forgetPubsLocked(c *conn.Conn) *pubTable {
 	t := s.pubs[c]
 	delete(s.pubs, c)
