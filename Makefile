@@ -25,13 +25,13 @@ test-bench-module:
 test-drivers:
 	scripts/test-drivers.sh
 
-## stress: the library's concurrency tests (conn, server, pool, fuzz, auth, client, raft) under the race
+## stress: the library's concurrency tests (conn, server, pool, fuzz, auth, client, the root package, raft) under the race
 ## detector, shuffled, 20 times over, and conn again with dialers on the poller; raft with
 ## -short (its 64 and 256 MiB snapshot tests run once in make test); not part of make test.
 ## STRESS_COUNT overrides 20.
 STRESS_COUNT ?= 20
 stress:
-	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/ ./server/ ./pool/ ./fuzz/ ./auth/ ./client/
+	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/ ./server/ ./pool/ ./fuzz/ ./auth/ ./client/ .
 	HAWSER_TEST_DIALREAD=poller $(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -timeout=60m ./conn/
 	$(GO) test -race -shuffle=on -count=$(STRESS_COUNT) -short -timeout=60m ./raft/
 
