@@ -99,6 +99,12 @@ type Node struct {
 	ClientTimeout Millis `yaml:"client-rpc-timeout"`
 	// ClientLoginLimit bounds failed logins per source address.
 	ClientLoginLimit LoginLimit `yaml:"client-rpc-login-limit"`
+	// ClientObservables bounds what one client connection's observables
+	// and futures may hold on the server (server.ObservableConfig).
+	ClientObservables Observables `yaml:"client-rpc-observables"`
+	// ClientDedup bounds the table of request IDs that makes a call with
+	// a client-chosen ID run at most once (server.DedupConfig).
+	ClientDedup Dedup `yaml:"client-rpc-dedup"`
 	// RPCUsers is a static list of users with plain passwords (Corda's
 	// rpcUsers). It excludes Security.
 	RPCUsers []User `yaml:"rpc-users"`
@@ -119,6 +125,41 @@ type LoginLimit struct {
 	Failures int    `yaml:"failures"` // default 10; -1 disables
 	Window   Millis `yaml:"window"`   // default 60000
 	Lockout  Millis `yaml:"lockout"`  // default 60000
+}
+
+// Observables is client-rpc-observables. Zero values mean the server's
+// defaults.
+type Observables struct {
+	// BufferBytes bounds, per client connection, the items produced and
+	// not yet taken. Default 8388608 (8 MiB).
+	BufferBytes int `yaml:"buffer-bytes"`
+	// Overflow is what happens when that buffer is full, for observables
+	// that leave it to the server: "kick" (the default: the client is
+	// disconnected with GOAWAY hawser.SlowConsumer) or "block" (the
+	// producer waits for the client).
+	Overflow string `yaml:"overflow"`
+	// MaxSubscriptions bounds the observables and futures one connection
+	// holds at once. Default 1024.
+	MaxSubscriptions int `yaml:"max-subscriptions"`
+}
+
+// Overflow policies of client-rpc-observables.overflow.
+const (
+	OverflowKick  = "kick"
+	OverflowBlock = "block"
+)
+
+// Dedup is client-rpc-dedup. Zero values mean the server's defaults.
+type Dedup struct {
+	// Window is how long, in ms, an outcome is kept after its call
+	// completed. Default 600000 (10 minutes); -1 turns deduplication off.
+	Window Millis `yaml:"window"`
+	// MaxEntries bounds the outcomes kept. Default 10000.
+	MaxEntries int `yaml:"max-entries"`
+	// MaxReplyBytes bounds one kept reply. Default 65536.
+	MaxReplyBytes int `yaml:"max-reply-bytes"`
+	// MaxBytes bounds all kept outcomes. Default 67108864 (64 MiB).
+	MaxBytes int `yaml:"max-bytes"`
 }
 
 // Security is the security block (Corda's security.authService).
@@ -309,6 +350,13 @@ func (n Node) validateClient() error {
 		return fmt.Errorf("%w: client-rpc-cert-path and client-rpc-key-path go together", ErrInvalid)
 	case n.ClientLoginLimit.Failures < -1 || n.ClientLoginLimit.Window < 0 || n.ClientLoginLimit.Lockout < 0:
 		return fmt.Errorf("%w: client-rpc-login-limit: failures must be positive (or -1 to disable), window and lockout not negative", ErrInvalid)
+	case n.ClientObservables.BufferBytes < 0 || n.ClientObservables.MaxSubscriptions < 0:
+		return fmt.Errorf("%w: client-rpc-observables: buffer-bytes and max-subscriptions must not be negative", ErrInvalid)
+	case n.ClientObservables.Overflow != "" && !strings.EqualFold(n.ClientObservables.Overflow, OverflowKick) &&
+		!strings.EqualFold(n.ClientObservables.Overflow, OverflowBlock):
+		return fmt.Errorf("%w: client-rpc-observables.overflow %q: want kick or block", ErrInvalid, n.ClientObservables.Overflow)
+	case n.ClientDedup.Window < -1 || n.ClientDedup.MaxEntries < 0 || n.ClientDedup.MaxReplyBytes < 0 || n.ClientDedup.MaxBytes < 0:
+		return fmt.Errorf("%w: client-rpc-dedup: window must be positive (or -1 to disable), the bounds not negative", ErrInvalid)
 	case len(n.RPCUsers) > 0 && n.Security != nil:
 		return fmt.Errorf("%w: rpc-users and security are both set: a node takes its users from one of them (Corda's rule); move the rpc-users into security.auth-service.data-source (type: INMEMORY) or drop the security block", ErrInvalid)
 	}

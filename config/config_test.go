@@ -56,6 +56,8 @@ client-rpc-key-path: /etc/hawser/client-key.pem
 client-rpc-insecure-plaintext: false
 client-rpc-timeout: 3000
 client-rpc-login-limit: {failures: 5, window: 30000, lockout: 120000}
+client-rpc-observables: {buffer-bytes: 1048576, overflow: block, max-subscriptions: 64}
+client-rpc-dedup: {window: 120000, max-entries: 500, max-reply-bytes: 4096, max-bytes: 1048576}
 security:
   auth-service:
     data-source:
@@ -77,6 +79,8 @@ security:
 		GossipInterval: 300, GossipPushPullInterval: 60000, GossipPacketSize: 1300,
 		ClientBindAddr: "10.0.0.2", ClientPort: 7998, ClientCertPath: "/etc/hawser/client-cert.pem",
 		ClientKeyPath: "/etc/hawser/client-key.pem", ClientTimeout: 3000, ClientLoginLimit: LoginLimit{Failures: 5, Window: 30000, Lockout: 120000},
+		ClientObservables: Observables{BufferBytes: 1 << 20, Overflow: "block", MaxSubscriptions: 64},
+		ClientDedup:       Dedup{Window: 120000, MaxEntries: 500, MaxReplyBytes: 4096, MaxBytes: 1 << 20},
 		Security: &Security{AuthService: AuthService{
 			DataSource: DataSource{Type: "DB", PasswordEncryption: "SHIRO_1_CRYPT",
 				Connection: &Connection{Driver: "pgx", DSN: "postgres://hawser@127.0.0.1/users"}},
@@ -117,6 +121,11 @@ func TestRejects(t *testing.T) {
 		"tiny packets":                       "gossip-packet-size: 512\n",
 		"huge packets":                       "gossip-packet-size: 70000\n",
 		"advertise port":                     "gossip-advertise-addr: 10.0.0.2:0\n",
+		"overflow policy":                    "client-rpc-observables: {overflow: drop}\n",
+		"negative buffer":                    "client-rpc-observables: {buffer-bytes: -1}\n",
+		"unknown observables key":            "client-rpc-observables: {buffer: 5}\n",
+		"dedup window":                       "client-rpc-dedup: {window: -2}\n",
+		"negative dedup bound":               "client-rpc-dedup: {max-entries: -1}\n",
 	} {
 		if _, err := Parse([]byte(doc)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: got %v", name, err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hawser-rpc/hawser"
 	"github.com/hawser-rpc/hawser/auth"
 	"github.com/hawser-rpc/hawser/config"
 )
@@ -77,7 +78,30 @@ func ClientConfigFromNode(n config.Node) (cfg Config, release func() error, err 
 		Timeout:           n.ClientTimeout.Duration(),
 		InactivityTimeout: n.InactivityTimeout.Duration(),
 		Auth:              svc,
+		Observables:       observablesFromNode(n.ClientObservables),
+		Dedup:             dedupFromNode(n.ClientDedup),
 	}, release, nil
+}
+
+func observablesFromNode(o config.Observables) ObservableConfig {
+	c := ObservableConfig{BufferBytes: o.BufferBytes, MaxSubscriptions: o.MaxSubscriptions}
+	switch {
+	case strings.EqualFold(o.Overflow, config.OverflowKick):
+		c.Overflow = hawser.OverflowKick
+	case strings.EqualFold(o.Overflow, config.OverflowBlock):
+		c.Overflow = hawser.OverflowBlock
+	}
+	return c
+}
+
+func dedupFromNode(d config.Dedup) DedupConfig {
+	c := DedupConfig{MaxEntries: d.MaxEntries, MaxReplyBytes: d.MaxReplyBytes, MaxBytes: d.MaxBytes}
+	if d.Window < 0 {
+		c.Window = -1
+	} else {
+		c.Window = d.Window.Duration()
+	}
+	return c
 }
 
 func authUsers(us []config.User) []auth.UserConfig {
