@@ -193,21 +193,23 @@ func (n *node) dial(t testing.TB, user, pass string, opts ...client.Option) *cli
 	return c
 }
 
-// countingProxy forwards one TCP connection at a time to target and counts
-// the bytes the client sent.
-type countingProxy struct {
-	ln   net.Listener
-	up   atomic.Int64
-	wg   sync.WaitGroup
-	addr string
+// proxy forwards TCP connections to target, counts the bytes clients
+// sent (up), and can cut every connection it carries.
+type proxy struct {
+	ln    net.Listener
+	addr  string
+	up    atomic.Int64
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []net.Conn
 }
 
-func newProxy(t testing.TB, target string) *countingProxy {
+func newProxy(t testing.TB, target string) *proxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &countingProxy{ln: ln, addr: ln.Addr().String()}
+	p := &proxy{ln: ln, addr: ln.Addr().String()}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -221,6 +223,9 @@ func newProxy(t testing.TB, target string) *countingProxy {
 				_ = c.Close()
 				continue
 			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
 			p.wg.Add(2)
 			go func() {
 				defer p.wg.Done()
@@ -234,8 +239,18 @@ func newProxy(t testing.TB, target string) *countingProxy {
 			}()
 		}
 	}()
-	t.Cleanup(func() { _ = ln.Close(); p.wg.Wait() })
+	t.Cleanup(func() { _ = ln.Close(); p.cut(); p.wg.Wait() })
 	return p
+}
+
+// cut closes every connection the proxy carries; it goes on accepting.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
 }
 
 type countingWriter struct {

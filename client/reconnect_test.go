@@ -574,56 +574,6 @@ func TestReconnectInFlightCalls(t *testing.T) {
 	}
 }
 
-// cutProxy forwards TCP connections to target and can cut every one it
-// carries, leaving the server running.
-type cutProxy struct {
-	ln    net.Listener
-	addr  string
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newCutProxy(t testing.TB, target string) *cutProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, addr: ln.Addr().String()}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); _, _ = io.Copy(s, c); _ = s.Close() }()
-			go func() { defer p.wg.Done(); _, _ = io.Copy(c, s); _ = c.Close() }()
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close(); p.cut(); p.wg.Wait() })
-	return p
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-}
-
 // A non-idempotent call with a request ID whose connection is cut is sent
 // again on the next connection to the same server, whose request-ID table
 // makes the repeat wait for the first run's outcome: one run, the reply
@@ -631,7 +581,7 @@ func (p *cutProxy) cut() {
 func TestReconnectRequestIDSentAgain(t *testing.T) {
 	h := newRCHandlers(false) // the handler outlives its connection
 	n := newRestartNode(t, service(t, auth.LoginLimit{}, users...), func(srv *server.Server) { h.register(t, srv) })
-	p := newCutProxy(t, n.addr())
+	p := newProxy(t, n.addr())
 	reco := make(chan string, 4)
 	r := startReconnecting(t, []string{p.addr}, client.OnReconnect(func(a string) { reco <- a }))
 	ctx := context.Background()
