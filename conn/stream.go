@@ -140,15 +140,21 @@ func (s *Stream) Close() error {
 	return nil
 }
 
-// cancel ends the stream locally: items not yet received are dropped.
+// cancel ends the stream locally: items not yet received are dropped, and
+// Recv fails from now on. The items are dropped and the error set in one
+// critical section, so that no item the loop delivers meanwhile is
+// returned after it. abandon is false when the loop is ending the stream
+// at the same moment; the stream ends here all the same.
 func (s *Stream) cancel(err error) {
-	if s.c.abandon(s.cl) {
-		s.mu.Lock()
-		clear(s.items)
-		s.items, s.head = s.items[:0], 0
-		s.mu.Unlock()
-		s.end(err)
+	s.c.abandon(s.cl)
+	s.mu.Lock()
+	clear(s.items)
+	s.items, s.head = s.items[:0], 0
+	if s.err == nil {
+		s.err = err
 	}
+	s.mu.Unlock()
+	s.end(err)
 }
 
 // end records the end of the stream; Recv returns queued items first.
