@@ -47,10 +47,7 @@ func runChild() {
 	if err != nil {
 		fail(err)
 	}
-	var held []any
-	for _, o := range []any{forever.A, forever.B, nested.A, nested.B} {
-		held = append(held, o)
-	}
+	held := []any{forever.A, forever.B, nested.A, nested.B}
 	if _, err := forever.A.Recv(); err != nil {
 		fail(err)
 	}
