@@ -83,6 +83,7 @@ func ClientConfigFromNode(n config.Node) (cfg Config, release func() error, err 
 	}, release, nil
 }
 
+// observablesFromNode maps client-rpc-observables (validated by config).
 func observablesFromNode(o config.Observables) ObservableConfig {
 	c := ObservableConfig{BufferBytes: o.BufferBytes, MaxSubscriptions: o.MaxSubscriptions}
 	switch {
@@ -94,14 +95,10 @@ func observablesFromNode(o config.Observables) ObservableConfig {
 	return c
 }
 
+// dedupFromNode maps client-rpc-dedup; its window of -1 ms is negative,
+// which turns deduplication off.
 func dedupFromNode(d config.Dedup) DedupConfig {
-	c := DedupConfig{MaxEntries: d.MaxEntries, MaxReplyBytes: d.MaxReplyBytes, MaxBytes: d.MaxBytes}
-	if d.Window < 0 {
-		c.Window = -1
-	} else {
-		c.Window = d.Window.Duration()
-	}
-	return c
+	return DedupConfig{Window: d.Window.Duration(), MaxEntries: d.MaxEntries, MaxReplyBytes: d.MaxReplyBytes, MaxBytes: d.MaxBytes}
 }
 
 func authUsers(us []config.User) []auth.UserConfig {
