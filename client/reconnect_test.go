@@ -224,17 +224,6 @@ func recv[T any](t testing.TB, what string, ch <-chan T) T {
 	panic("unreachable")
 }
 
-// eventually polls cond every millisecond, failing after 20 s.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // The "done when" test: a server restarted 10 times on one address,
 // alternately killed (Close) and shut down, while a reconnecting client
 // loops over idempotent calls, starts one non-idempotent flow per
@@ -318,7 +307,7 @@ func TestReconnectSurvivesRestarts(t *testing.T) {
 	progress := func(cycle int) {
 		t.Helper()
 		base := calls.Load()
-		eventually(t, fmt.Sprintf("progress after restart %d", cycle), func() bool {
+		waitFor(t, fmt.Sprintf("progress after restart %d", cycle), func() bool {
 			select {
 			case err := <-streamErr:
 				t.Fatalf("stream: %v", err)
@@ -535,7 +524,7 @@ func TestReconnectInFlightCalls(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	eventually(t, "the client to see the loss", func() bool { return r.Addr() == "" })
+	waitFor(t, "the client to see the loss", func() bool { return r.Addr() == "" })
 	// Nothing to send to: a call waits, up to its context.
 	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 	defer cancel()
@@ -602,7 +591,7 @@ func TestReconnectRequestIDSentAgain(t *testing.T) {
 		t.Fatalf("without a request ID: %v", err)
 	}
 	recv(t, "reco", reco)
-	eventually(t, "the repeat to wait on the server", func() bool { return n.server().DedupStats().Waiting == 1 })
+	waitFor(t, "the repeat to wait on the server", func() bool { return n.server().DedupStats().Waiting == 1 })
 	close(h.release)
 	if err := recv(t, "got", got); err != nil {
 		t.Fatalf("with a request ID: %v", err)
@@ -711,7 +700,7 @@ func TestReconnectPlainStreamAndClose(t *testing.T) {
 	}()
 	call := make(chan error, 1)
 	go func() { _, err := rcGet.Call(ctx, r, &u64{1}); call <- err }()
-	eventually(t, "the client to see the loss", func() bool { return r.Addr() == "" })
+	waitFor(t, "the client to see the loss", func() bool { return r.Addr() == "" })
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
